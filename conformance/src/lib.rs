@@ -1,0 +1,1 @@
+//! Wire-level conformance tests: see `tests/`.

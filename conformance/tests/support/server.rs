@@ -1,0 +1,152 @@
+//! Spawning the `bayeuxd` binary under test.
+//!
+//! Every test starts its own server on `127.0.0.1:0`, so tests never share sessions, channels or
+//! configuration and can run in parallel. The child is killed when the [`TestServer`] is dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long the binary may take to print its "listening" line.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Prefix of the single stdout line `bayeuxd` prints once it accepts connections.
+const LISTENING_PREFIX: &str = "bayeuxd listening on http://";
+
+/// Keep at most this much of the child's stderr, to show it when a test fails.
+const STDERR_CAP: usize = 256 * 1024;
+
+/// A running `bayeuxd` child process bound to an ephemeral loopback port.
+pub struct TestServer {
+    child: Child,
+    addr: SocketAddr,
+    path: String,
+    args: Vec<String>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl TestServer {
+    /// Spawns `bayeuxd --bind 127.0.0.1:0 <args>` and waits for its listening line.
+    ///
+    /// The binary is `$BAYEUXD_BIN` if set, else `<workspace>/target/debug/bayeuxd`.
+    pub async fn start(args: &[&str]) -> TestServer {
+        let bin = binary_path();
+        let mut child = Command::new(&bin)
+            .arg("--bind")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin.display()));
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(drain(
+            child.stderr.take().expect("stderr is piped"),
+            Some(stderr.clone()),
+        ));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let line = match tokio::time::timeout(STARTUP_DEADLINE, lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            other => {
+                // Give the child a moment to flush its last stderr words before we show them.
+                let _ = tokio::time::timeout(Duration::from_millis(300), child.wait()).await;
+                panic!(
+                    "bayeuxd {args:?} did not print its listening line ({other:?}); stderr:\n{}",
+                    String::from_utf8_lossy(&stderr.lock().expect("stderr buffer lock"))
+                );
+            }
+        };
+        // Keep reading stdout so the child can never block on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let (addr, path) = parse_listening_line(&line)
+            .unwrap_or_else(|| panic!("unexpected listening line from bayeuxd: {line:?}"));
+        TestServer {
+            child,
+            addr,
+            path,
+            args,
+            stderr,
+        }
+    }
+
+    /// The socket address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The mount path printed by the server, e.g. `/cometd`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Everything the server wrote to stderr so far (capped).
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr buffer lock")).into_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- bayeuxd {:?} on {} stderr ---\n{}--- end of bayeuxd stderr ---",
+                self.args,
+                self.addr,
+                self.stderr()
+            );
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Where the binary under test lives.
+fn binary_path() -> PathBuf {
+    let path = match std::env::var_os("BAYEUXD_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/bayeuxd")),
+    };
+    if !path.is_file() {
+        panic!(
+            "bayeuxd binary not found at {}: run `cargo build -p bayeuxd` first \
+             (or point BAYEUXD_BIN at it)",
+            path.display()
+        );
+    }
+    path
+}
+
+/// Parses `bayeuxd listening on http://127.0.0.1:PORT/cometd` into address and mount path.
+fn parse_listening_line(line: &str) -> Option<(SocketAddr, String)> {
+    let rest = line.trim().strip_prefix(LISTENING_PREFIX)?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], rest[slash..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    Some((authority.parse().ok()?, path))
+}
+
+/// Reads a child pipe to its end, keeping the first [`STDERR_CAP`] bytes in `keep`.
+async fn drain(mut pipe: impl AsyncRead + Unpin, keep: Option<Arc<Mutex<Vec<u8>>>>) {
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if let Some(keep) = &keep {
+            let mut keep = keep.lock().expect("stderr buffer lock");
+            let room = STDERR_CAP.saturating_sub(keep.len());
+            keep.extend_from_slice(&buf[..n.min(room)]);
+        }
+    }
+}

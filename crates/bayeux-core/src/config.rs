@@ -1,0 +1,104 @@
+//! Engine options, named and defaulted as in Java CometD.
+
+use std::time::Duration;
+
+/// A transport a client can use, as named in `supportedConnectionTypes` and `connectionType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// `callback-polling`: HTTP GET with a JSONP callback.
+    CallbackPolling,
+    /// `long-polling`: HTTP POST with a JSON body.
+    LongPolling,
+    /// `websocket`: one websocket per client.
+    WebSocket,
+}
+
+impl TransportKind {
+    /// The Bayeux name of the transport.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CallbackPolling => "callback-polling",
+            Self::LongPolling => "long-polling",
+            Self::WebSocket => "websocket",
+        }
+    }
+
+    /// Parses a Bayeux transport name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "callback-polling" => Some(Self::CallbackPolling),
+            "long-polling" => Some(Self::LongPolling),
+            "websocket" => Some(Self::WebSocket),
+            _ => None,
+        }
+    }
+
+    /// True for the HTTP transports, which carry the browser cookie and one request per hold.
+    pub fn is_http(self) -> bool {
+        !matches!(self, Self::WebSocket)
+    }
+}
+
+/// What happens when a message is queued for a session whose queue holds `max_queue` messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueFullPolicy {
+    /// Drop the oldest queued message to make room: a client that fell behind loses the
+    /// messages it would see last, and everyone else is unaffected.
+    #[default]
+    DropOldest,
+}
+
+/// Options of the protocol engine. Defaults are Java CometD 8's.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How long a `/meta/connect` is held when nothing is queued (`timeout`, 20 s).
+    pub timeout: Duration,
+    /// Delay the client waits between a connect reply and its next connect (`interval`, 0).
+    pub interval: Duration,
+    /// Grace after a connect reply before a silent session expires (`maxInterval`, 10 s).
+    pub max_interval: Duration,
+    /// Bound of each session's queue (`maxQueue`; 10 000 here, where Java is unbounded).
+    pub max_queue: usize,
+    /// What to drop when a queue is full.
+    pub queue_full_policy: QueueFullPolicy,
+    /// Whether a publisher subscribed to a channel receives its own message (`broadcastToPublisher`).
+    pub broadcast_to_publisher: bool,
+    /// Deliveries only in `/meta/connect` replies, never piggy-backed (`metaConnectDeliverOnly`).
+    pub meta_connect_deliver_only: bool,
+    /// Held connects allowed per browser cookie; negative is unlimited (`maxSessionsPerBrowser`, 1).
+    pub max_sessions_per_browser: i32,
+    /// Poll interval advised to the extra sessions of a browser (`multiSessionInterval`, 2 s).
+    pub multi_session_interval: Duration,
+    /// Accept a `clientId` without the cookie of the browser that handshook it
+    /// (`trustClientSession`, false).
+    pub trust_client_session: bool,
+    /// Add `maxInterval` to advice so clients re-handshake after long outages
+    /// (`handshakeReconnect`, false).
+    pub handshake_reconnect: bool,
+    /// Transports offered in handshake replies, in the server's order of preference.
+    pub transports: Vec<TransportKind>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(20_000),
+            interval: Duration::ZERO,
+            max_interval: Duration::from_millis(10_000),
+            max_queue: 10_000,
+            queue_full_policy: QueueFullPolicy::DropOldest,
+            broadcast_to_publisher: true,
+            meta_connect_deliver_only: false,
+            max_sessions_per_browser: 1,
+            multi_session_interval: Duration::from_millis(2_000),
+            trust_client_session: false,
+            handshake_reconnect: false,
+            transports: vec![TransportKind::LongPolling],
+        }
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

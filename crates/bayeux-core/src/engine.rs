@@ -1,0 +1,497 @@
+//! The engine: takes a batch of messages with the time, returns what to send and what to hold.
+//!
+//! The engine never reads the clock and never waits. A `/meta/connect` that must wait comes
+//! back as a [`Hold`]; the driver awaits it (see [`Hold::poll_released`]) or its deadline, then
+//! calls [`Engine::complete_hold`] for the reply. Sessions live in a sharded map and each has its
+//! own lock, so the engine is shared by reference between all request handlers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bayeux_message::{
+    is_valid_message_id, Advice, ChannelKind, ChannelName, ClientId, EncodedMessage, Message,
+    Reconnect, Refusal, Reply,
+};
+use dashmap::DashMap;
+use serde_json::Value;
+
+use crate::config::{millis, EngineConfig, TransportKind};
+use crate::ids::{BrowserId, IdSource};
+use crate::listener::{RemovalReason, SessionListener};
+use crate::session::Session;
+use crate::subscriptions::SubscriptionIndex;
+
+/// Where a request comes from.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The transport that carried the request.
+    pub transport: TransportKind,
+    /// The browser cookie of an HTTP request.
+    pub browser: Option<BrowserId>,
+}
+
+impl RequestContext {
+    /// A request over `transport` without a browser cookie.
+    pub fn new(transport: TransportKind) -> Self {
+        Self {
+            transport,
+            browser: None,
+        }
+    }
+
+    /// Sets the browser cookie.
+    pub fn with_browser(mut self, browser: Option<BrowserId>) -> Self {
+        self.browser = browser;
+        self
+    }
+}
+
+/// What to do with a request's batch.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Messages to send now: queued deliveries first, then the replies in request order.
+    pub messages: Vec<EncodedMessage>,
+    /// A `/meta/connect` to answer later, through [`Engine::complete_hold`].
+    pub hold: Option<Hold>,
+    /// The session a successful handshake in this batch created.
+    pub handshaken: Option<ClientId>,
+}
+
+/// A request the engine refuses as a whole (HTTP 400/500, websocket close).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The batch held no message.
+    Empty,
+    /// A handshake must be alone in its request.
+    HandshakeNotAlone,
+}
+
+/// How a held connect ended.
+#[derive(Debug)]
+pub enum HoldEnd {
+    /// Send these messages: deliveries, then the connect reply.
+    Reply(Vec<EncodedMessage>),
+    /// A newer connect of the same session replaced this one; answer with an HTTP error.
+    Superseded,
+}
+
+/// A `/meta/connect` being held. Await [`Hold::poll_released`] or the deadline, whichever is
+/// first, then [`Engine::complete_hold`].
+#[derive(Debug)]
+pub struct Hold {
+    session: Arc<Session>,
+    ticket: u64,
+    deadline: Instant,
+}
+
+impl Hold {
+    pub(crate) fn new(session: Arc<Session>, ticket: u64, deadline: Instant) -> Self {
+        Self {
+            session,
+            ticket,
+            deadline,
+        }
+    }
+
+    /// When the connect must be answered even if nothing happens.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The session holding.
+    pub fn client_id(&self) -> &ClientId {
+        self.session.client_id()
+    }
+
+    /// Ready once the connect should be answered early: a message was queued, the session was
+    /// disconnected, a newer connect superseded this one, or the server is shutting down.
+    pub fn poll_released(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.session.poll_hold(self.ticket, cx)
+    }
+
+    /// True while nothing has released the hold.
+    pub fn is_pending(&self) -> bool {
+        self.session.is_hold_pending(self.ticket)
+    }
+}
+
+/// The protocol engine. Share it by reference (`Arc<Engine>`).
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) sessions: DashMap<ClientId, Arc<Session>>,
+    pub(crate) subscriptions: SubscriptionIndex,
+    /// Held connects per browser cookie, for `maxSessionsPerBrowser`.
+    pub(crate) browsers: DashMap<BrowserId, u32>,
+    pub(crate) ids: Box<dyn IdSource>,
+    pub(crate) listeners: Vec<Arc<dyn SessionListener>>,
+    pub(crate) shutting_down: AtomicBool,
+}
+
+/// One message's effect, before the response is assembled.
+pub(crate) enum Step {
+    Reply(Reply),
+    /// Deliveries drained by an immediately answered connect, then its reply.
+    Connect(Vec<EncodedMessage>, Reply),
+    Handshaken(ClientId, Reply),
+    Hold(Hold),
+}
+
+impl Engine {
+    /// An engine with `config`, ids from `ids`, and session listeners.
+    pub fn new(
+        config: EngineConfig,
+        ids: Box<dyn IdSource>,
+        listeners: Vec<Arc<dyn SessionListener>>,
+    ) -> Self {
+        Self {
+            config,
+            sessions: DashMap::new(),
+            subscriptions: SubscriptionIndex::default(),
+            browsers: DashMap::new(),
+            ids,
+            listeners,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// The options in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// A fresh browser cookie value.
+    pub fn new_browser_id(&self) -> BrowserId {
+        self.ids.browser_id()
+    }
+
+    /// Processes one request's batch, in order.
+    pub fn handle(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        batch: Vec<Message>,
+    ) -> Result<Outcome, RequestError> {
+        let Some(first) = batch.first() else {
+            return Err(RequestError::Empty);
+        };
+        let is_handshake = |m: &Message| m.channel() == Some("/meta/handshake");
+        if batch.len() > 1 && batch.iter().any(is_handshake) {
+            return Err(RequestError::HandshakeNotAlone);
+        }
+        // While a request that is not a connect runs, deliveries for its session collect in the
+        // queue without waking the held connect: this response can carry them (piggy-back).
+        let batched = match first.channel() {
+            Some("/meta/connect") => None,
+            _ => first.client_id().and_then(|cid| self.find_session(cid, ctx)),
+        };
+        if let Some(session) = &batched {
+            session.lock().batch_depth += 1;
+        }
+
+        let alone = batch.len() == 1;
+        let mut outcome = Outcome::default();
+        let mut deliveries = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        for msg in batch {
+            match self.handle_one(now, ctx, msg, alone) {
+                Step::Reply(reply) => replies.push(reply),
+                Step::Connect(drained, reply) => {
+                    deliveries.extend(drained);
+                    replies.push(reply);
+                }
+                Step::Handshaken(cid, reply) => {
+                    outcome.handshaken = Some(cid);
+                    replies.push(reply);
+                }
+                Step::Hold(hold) => outcome.hold = Some(hold),
+            }
+        }
+
+        if let Some(session) = batched {
+            let mut st = session.lock();
+            st.batch_depth -= 1;
+            if st.batch_depth == 0 && !st.queue.is_empty() {
+                if self.piggy_back(ctx) {
+                    deliveries.extend(st.queue.drain(..));
+                } else if let Some(slot) = st.hold.as_mut() {
+                    slot.release();
+                }
+            }
+        }
+        outcome.messages = deliveries;
+        outcome.messages.extend(replies.iter().map(Reply::encode));
+        Ok(outcome)
+    }
+
+    fn handle_one(&self, now: Instant, ctx: &RequestContext, msg: Message, alone: bool) -> Step {
+        let Some(channel) = msg.channel() else {
+            return Step::Reply(Refusal::ChannelMissing.reply_to(&msg));
+        };
+        if msg.id().is_some_and(|id| !is_valid_message_id(id)) {
+            return Step::Reply(Refusal::MessageIdInvalid.reply_to(&msg));
+        }
+        let Ok(name) = ChannelName::parse(channel) else {
+            return Step::Reply(Refusal::ChannelInvalid.reply_to(&msg));
+        };
+        match name.as_str() {
+            "/meta/handshake" => self.handshake(now, ctx, &msg),
+            "/meta/connect" => self.connect(now, ctx, msg, alone),
+            "/meta/disconnect" => Step::Reply(self.disconnect(ctx, &msg)),
+            "/meta/subscribe" => Step::Reply(self.subscribe(now, ctx, &msg)),
+            "/meta/unsubscribe" => Step::Reply(self.unsubscribe(now, ctx, &msg)),
+            _ => Step::Reply(self.publish_request(now, ctx, &name, msg)),
+        }
+    }
+
+    fn publish_request(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        name: &ChannelName,
+        mut msg: Message,
+    ) -> Reply {
+        let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
+            return Refusal::SessionUnknown.reply_to(&msg);
+        };
+        session.lock().touch(now, self.config.max_interval);
+        let refusal = match name.kind() {
+            ChannelKind::Meta if name.is_protocol_meta() => Some(Refusal::PublishDenied),
+            ChannelKind::Meta => Some(Refusal::ChannelCreateDenied),
+            _ if name.is_wildcard() => Some(Refusal::ChannelInvalid),
+            _ if msg.data().is_none() => Some(Refusal::DataMissing),
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            return refusal.reply_to(&msg);
+        }
+        let reply = Reply::success(&msg);
+        if name.kind() == ChannelKind::Broadcast {
+            let map = msg.as_map_mut();
+            // Deliveries never carry the publisher's id nor the request id (it could collide
+            // with a pending remote call of the receiver).
+            map.remove("id");
+            map.remove("clientId");
+            map.insert("channel".into(), Value::String(name.as_str().to_owned()));
+            let skip = (!self.config.broadcast_to_publisher).then(|| session.client_id());
+            self.broadcast(name, &msg.encode(), skip);
+        }
+        reply
+    }
+
+    /// Publishes `data` on a broadcast channel from the server itself; returns how many
+    /// sessions it was queued for.
+    pub fn publish(&self, channel: &ChannelName, data: Value) -> Result<usize, Refusal> {
+        if channel.kind() != ChannelKind::Broadcast || channel.is_wildcard() {
+            return Err(Refusal::ChannelInvalid);
+        }
+        let msg = Message::new()
+            .with("channel", channel.as_str())
+            .with("data", data);
+        Ok(self.broadcast(channel, &msg.encode(), None))
+    }
+
+    /// Queues one encoded message for every subscriber of `channel`: the same shared bytes for
+    /// all of them.
+    fn broadcast(
+        &self,
+        channel: &ChannelName,
+        delivery: &EncodedMessage,
+        skip: Option<&ClientId>,
+    ) -> usize {
+        let mut count = 0;
+        for session in self.subscriptions.subscribers(channel) {
+            if Some(session.client_id()) == skip {
+                continue;
+            }
+            session.enqueue(
+                delivery.clone(),
+                self.config.max_queue,
+                self.config.queue_full_policy,
+            );
+            count += 1;
+        }
+        count
+    }
+
+    /// Answers a held connect: its queued deliveries, then its reply.
+    pub fn complete_hold(&self, now: Instant, hold: Hold) -> HoldEnd {
+        let mut st = hold.session.lock();
+        let slot = match st.hold.take() {
+            Some(slot) if slot.ticket == hold.ticket => slot,
+            other => {
+                st.hold = other;
+                return HoldEnd::Superseded;
+            }
+        };
+        if let Some(browser) = &slot.browser {
+            self.release_browser_slot(browser);
+        }
+        let mut reply = Reply::success(&slot.request);
+        if st.removed.is_some() {
+            reply.advice = Some(Advice::stop());
+            return HoldEnd::Reply(vec![reply.encode()]);
+        }
+        if std::mem::take(&mut st.readvise) || self.shutting_down.load(Ordering::Relaxed) {
+            reply.advice = Some(self.connect_advice(&st));
+        }
+        st.expire_at = now + st.interval + self.config.max_interval;
+        let mut messages: Vec<_> = st.queue.drain(..).collect();
+        messages.push(reply.encode());
+        HoldEnd::Reply(messages)
+    }
+
+    /// Forgets a held connect whose waiter went away without an answer (client gone): the
+    /// session then expires as if the connect had been answered now.
+    pub fn abandon_hold(&self, now: Instant, hold: &Hold) {
+        let mut st = hold.session.lock();
+        if st.hold.as_ref().is_some_and(|slot| slot.ticket == hold.ticket) {
+            let slot = st.hold.take().expect("checked just above");
+            if let Some(browser) = &slot.browser {
+                self.release_browser_slot(browser);
+            }
+            st.expire_at = now + st.interval + self.config.max_interval;
+        }
+    }
+
+    /// Removes sessions that stopped connecting; returns how many. Call it every sweep period.
+    ///
+    /// A session whose held connect was never answered nor abandoned (its waiter vanished)
+    /// expires `interval + maxInterval` after that connect's deadline.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let expired: Vec<Arc<Session>> = self
+            .sessions
+            .iter()
+            .filter(|entry| {
+                let st = entry.value().lock();
+                let due = match &st.hold {
+                    Some(slot) => slot.deadline + st.interval + self.config.max_interval,
+                    None => st.expire_at,
+                };
+                now >= due
+            })
+            .map(|entry| Arc::clone(entry.value()))
+            .collect();
+        for session in &expired {
+            self.remove_session(session, RemovalReason::Timeout);
+        }
+        expired.len()
+    }
+
+    /// Disconnects a session from the server side. Its held connect is answered with
+    /// `reconnect: none`. Returns false when no such session exists.
+    pub fn disconnect_session(&self, client_id: &str) -> bool {
+        let Some(session) = self.sessions.get(client_id).map(|s| Arc::clone(s.value())) else {
+            return false;
+        };
+        self.remove_session(&session, RemovalReason::Disconnect);
+        true
+    }
+
+    /// Starts shutting down: every held connect is released now and answered with advice to
+    /// reconnect; later connects are answered at once.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for entry in self.sessions.iter() {
+            if let Some(slot) = entry.value().lock().hold.as_mut() {
+                slot.release();
+            }
+        }
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A live session.
+    pub fn session(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(client_id).map(|s| Arc::clone(s.value()))
+    }
+
+    /// The subscription index (for counts and inspection).
+    pub fn subscriptions(&self) -> &SubscriptionIndex {
+        &self.subscriptions
+    }
+
+    /// Number of browsers with at least one held connect.
+    pub fn browsers_holding(&self) -> usize {
+        self.browsers.len()
+    }
+
+    pub(crate) fn remove_session(&self, session: &Arc<Session>, reason: RemovalReason) {
+        self.sessions
+            .remove_if(session.client_id(), |_, s| Arc::ptr_eq(s, session));
+        let subscriptions = {
+            let mut st = session.lock();
+            if st.removed.is_some() {
+                return;
+            }
+            st.removed = Some(reason);
+            st.queue.clear();
+            // The held connect stays in place so its waiter answers `reconnect: none`; its
+            // browser slot is freed now, in case that waiter is gone.
+            let browser = st.hold.as_mut().and_then(|slot| {
+                slot.release();
+                slot.browser.take()
+            });
+            if let Some(browser) = browser {
+                self.release_browser_slot(&browser);
+            }
+            std::mem::take(&mut st.subscriptions)
+        };
+        for name in &subscriptions {
+            self.subscriptions.remove(name, session.client_id());
+        }
+        for listener in &self.listeners {
+            listener.session_removed(session.client_id(), reason);
+        }
+    }
+
+    /// Finds the session of `client_id`, if the request may act for it.
+    ///
+    /// Over HTTP a session is only found with the browser cookie it was handshaken with,
+    /// unless `trust_client_session` is on: a leaked `clientId` alone is useless.
+    pub(crate) fn find_session(&self, client_id: &str, ctx: &RequestContext) -> Option<Arc<Session>> {
+        let session = self.sessions.get(client_id).map(|s| Arc::clone(s.value()))?;
+        let trusted = self.config.trust_client_session
+            || !ctx.transport.is_http()
+            || (session.browser().is_some() && session.browser() == ctx.browser.as_ref());
+        trusted.then_some(session)
+    }
+
+    fn piggy_back(&self, ctx: &RequestContext) -> bool {
+        !self.config.meta_connect_deliver_only && ctx.transport != TransportKind::CallbackPolling
+    }
+
+    pub(crate) fn release_browser_slot(&self, browser: &BrowserId) {
+        if let Some(mut count) = self.browsers.get_mut(browser) {
+            *count = count.saturating_sub(1);
+        }
+        self.browsers.remove_if(browser, |_, count| *count == 0);
+    }
+
+    /// Full advice for a connect reply: the effective interval and the server's timeout.
+    pub(crate) fn connect_advice(&self, st: &crate::session::SessionState) -> Advice {
+        Advice {
+            reconnect: Some(Reconnect::Retry),
+            interval: Some(millis(st.interval)),
+            timeout: Some(millis(self.config.timeout)),
+            max_interval: self
+                .config
+                .handshake_reconnect
+                .then(|| millis(self.config.max_interval)),
+            multiple_clients: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}

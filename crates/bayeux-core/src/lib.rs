@@ -1,0 +1,43 @@
+//! The Bayeux protocol state machine: sessions, the five meta channels, routing and expiry.
+//!
+//! No I/O, no clock, no runtime: time is an argument, ids come from an [`IdSource`], and a
+//! `/meta/connect` that must wait is returned as a [`Hold`] for the driver to await. The state
+//! is nevertheless shared and concurrent (sessions in a sharded map, one small lock per
+//! session), because a single `&mut` engine behind a mutex would serialise every publish.
+//!
+//! ```
+//! use std::time::Instant;
+//! use bayeux_core::{Engine, EngineConfig, RequestContext, SequentialIds, TransportKind};
+//! use bayeux_message::parse_batch;
+//!
+//! let engine = Engine::new(EngineConfig::default(), Box::new(SequentialIds::default()), vec![]);
+//! let ctx = RequestContext::new(TransportKind::LongPolling);
+//! let batch = parse_batch(br#"[{"channel":"/meta/handshake","id":"1","version":"1.0"}]"#).unwrap();
+//! let outcome = engine.handle(Instant::now(), &ctx, batch).unwrap();
+//! assert_eq!(outcome.handshaken.unwrap().as_str(), "c1");
+//! ```
+//!
+//! # Layout
+//! - [`engine`]: [`Engine::handle`] and the publish path, holds, sweeping, shutdown.
+//! - `meta`: handshake, connect, disconnect, subscribe and unsubscribe.
+//! - [`session`]: one session's queue, subscriptions, held connect and expiry.
+//! - [`subscriptions`]: the index from subscription names to sessions.
+//! - [`config`], [`ids`], [`listener`]: options, id sources, session listeners.
+
+pub mod config;
+pub mod engine;
+pub mod ids;
+pub mod listener;
+mod meta;
+pub mod session;
+pub mod subscriptions;
+
+pub use config::{EngineConfig, QueueFullPolicy, TransportKind};
+pub use engine::{Engine, Hold, HoldEnd, Outcome, RequestContext, RequestError};
+pub use ids::{BrowserId, IdSource, SequentialIds};
+pub use listener::{RemovalReason, SessionListener};
+pub use session::Session;
+pub use subscriptions::SubscriptionIndex;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! The five meta channels: handshake, connect, disconnect, subscribe, unsubscribe.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bayeux_message::{
+    Advice, ChannelKind, ChannelName, Message, Reconnect, Refusal, Reply, BAYEUX_VERSION,
+};
+use serde_json::Value;
+
+use crate::config::millis;
+use crate::engine::{Engine, Hold, RequestContext, Step};
+use crate::session::{HoldSlot, Session};
+
+impl Engine {
+    /// `/meta/handshake`: a new session, every time.
+    pub(crate) fn handshake(&self, now: Instant, ctx: &RequestContext, msg: &Message) -> Step {
+        let cid = self.ids.client_id();
+        // Until its first connect, a session lives as long as after a connect reply.
+        let expire_at = now + self.config.interval + self.config.max_interval;
+        let session = Arc::new(Session::new(cid.clone(), ctx.browser.clone(), expire_at));
+        self.sessions.insert(cid.clone(), session);
+        for listener in &self.listeners {
+            listener.session_added(&cid);
+        }
+        let reply = Reply {
+            client_id: Some(cid.clone()),
+            version: Some(BAYEUX_VERSION),
+            minimum_version: Some(BAYEUX_VERSION),
+            supported_connection_types: Some(
+                self.config
+                    .transports
+                    .iter()
+                    .map(|t| t.name().to_owned())
+                    .collect(),
+            ),
+            advice: Some(Advice {
+                reconnect: Some(Reconnect::Retry),
+                interval: Some(millis(self.config.interval)),
+                timeout: Some(millis(self.config.timeout)),
+                max_interval: self
+                    .config
+                    .handshake_reconnect
+                    .then(|| millis(self.config.max_interval)),
+                multiple_clients: None,
+            }),
+            ..Reply::success(msg)
+        };
+        Step::Handshaken(cid, reply)
+    }
+
+    /// `/meta/connect`: answered now, or held until a delivery, a disconnect or the timeout.
+    pub(crate) fn connect(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        msg: Message,
+        alone: bool,
+    ) -> Step {
+        let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
+            return Step::Reply(Refusal::SessionUnknown.reply_to(&msg));
+        };
+        let mut st = session.lock();
+        if st.removed.is_some() {
+            return Step::Reply(Refusal::SessionUnknown.reply_to(&msg));
+        }
+        // Only the newest connect of a session is live (a reload, or a client that gave up on
+        // the previous one): the older waiter is told it was superseded.
+        if let Some(mut old) = st.hold.take() {
+            old.release();
+            if let Some(browser) = &old.browser {
+                self.release_browser_slot(browser);
+            }
+        }
+        let first = !std::mem::replace(&mut st.connected, true);
+        if first || msg.advice().is_some() {
+            st.readvise = true;
+        }
+        // Client advice is transient: it applies to this connect only.
+        st.interval = msg
+            .advice_millis("interval")
+            .map_or(self.config.interval, Duration::from_millis);
+        let timeout = msg
+            .advice_millis("timeout")
+            .map_or(self.config.timeout, |t| {
+                Duration::from_millis(t).min(self.config.timeout)
+            });
+
+        let answer_now = first
+            || timeout.is_zero()
+            || !st.queue.is_empty()
+            || (ctx.transport.is_http() && !alone)
+            || self.shutting_down.load(Ordering::Relaxed);
+        let mut browser_slot = None;
+        if !answer_now && ctx.transport.is_http() {
+            if let Some(browser) = &ctx.browser {
+                if !self.take_browser_slot(browser) {
+                    return self.multiple_clients_reply(now, &mut st, &msg);
+                }
+                browser_slot = Some(browser.clone());
+            }
+        }
+        if answer_now {
+            let mut reply = Reply::success(&msg);
+            if std::mem::take(&mut st.readvise) || std::mem::take(&mut st.multiple_clients) {
+                reply.advice = Some(self.connect_advice(&st));
+            }
+            st.expire_at = now + st.interval + self.config.max_interval;
+            let drained = st.queue.drain(..).collect();
+            return Step::Connect(drained, reply);
+        }
+
+        st.next_ticket += 1;
+        let ticket = st.next_ticket;
+        if std::mem::take(&mut st.multiple_clients) {
+            // Leaving multiple-clients mode: re-advise so the client drops the long interval.
+            st.readvise = true;
+        }
+        let deadline = now + timeout;
+        st.hold = Some(HoldSlot {
+            ticket,
+            request: msg,
+            deadline,
+            released: false,
+            waker: None,
+            browser: browser_slot,
+        });
+        drop(st);
+        Step::Hold(Hold::new(session, ticket, deadline))
+    }
+
+    /// Counts one more held connect for `browser`, unless it already has its maximum.
+    fn take_browser_slot(&self, browser: &crate::ids::BrowserId) -> bool {
+        let max = self.config.max_sessions_per_browser;
+        if max < 0 {
+            return true;
+        }
+        let mut count = self.browsers.entry(browser.clone()).or_insert(0);
+        if *count >= max.unsigned_abs() {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn multiple_clients_reply(
+        &self,
+        now: Instant,
+        st: &mut crate::session::SessionState,
+        msg: &Message,
+    ) -> Step {
+        st.multiple_clients = true;
+        let poll = self.config.multi_session_interval;
+        st.expire_at = now + poll + self.config.max_interval;
+        let mut reply = Reply::success(msg);
+        reply.advice = Some(if poll.is_zero() {
+            reply.successful = false;
+            Advice::stop()
+        } else {
+            Advice {
+                reconnect: Some(Reconnect::Retry),
+                interval: Some(millis(poll)),
+                multiple_clients: Some(true),
+                ..Advice::default()
+            }
+        });
+        let drained = st.queue.drain(..).collect();
+        Step::Connect(drained, reply)
+    }
+
+    /// `/meta/disconnect`: removes the session and releases its held connect.
+    pub(crate) fn disconnect(&self, ctx: &RequestContext, msg: &Message) -> Reply {
+        let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
+            return Refusal::SessionUnknown.reply_to(msg);
+        };
+        self.remove_session(&session, crate::listener::RemovalReason::Disconnect);
+        Reply::success(msg)
+    }
+
+    /// `/meta/subscribe`: all channels of `subscription`, or none of them.
+    pub(crate) fn subscribe(&self, now: Instant, ctx: &RequestContext, msg: &Message) -> Reply {
+        let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
+            return Refusal::SessionUnknown.reply_to(msg);
+        };
+        let names = match subscription_names(msg) {
+            Ok(names) => names,
+            Err(refusal) => return refusal.reply_to(msg),
+        };
+        for name in &names {
+            if name.kind() == ChannelKind::Meta {
+                let refusal = if name.is_protocol_meta() || name.is_wildcard() {
+                    Refusal::SubscribeDenied
+                } else {
+                    Refusal::CreateDenied
+                };
+                return refusal.reply_to(msg);
+            }
+        }
+        let mut st = session.lock();
+        if st.removed.is_some() {
+            return Refusal::SessionUnknown.reply_to(msg);
+        }
+        st.touch(now, self.config.max_interval);
+        // Service channels answer the subscribe but record nothing: their messages are never
+        // broadcast. The index is updated under the session lock, so a concurrent removal sees
+        // every subscription it must undo.
+        for name in names.into_iter().filter(|n| n.kind() == ChannelKind::Broadcast) {
+            if st.subscriptions.insert(name.clone()) {
+                self.subscriptions.add(&name, &session);
+            }
+        }
+        subscription_reply(msg)
+    }
+
+    /// `/meta/unsubscribe`: succeeds whether or not the session was subscribed.
+    pub(crate) fn unsubscribe(&self, now: Instant, ctx: &RequestContext, msg: &Message) -> Reply {
+        let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
+            return Refusal::SessionUnknown.reply_to(msg);
+        };
+        let names = match subscription_names(msg) {
+            Ok(names) => names,
+            Err(refusal) => return refusal.reply_to(msg),
+        };
+        if names.iter().any(|n| n.kind() == ChannelKind::Meta) {
+            return Refusal::UnsubscribeFailed.reply_to(msg);
+        }
+        let mut st = session.lock();
+        st.touch(now, self.config.max_interval);
+        for name in &names {
+            if st.subscriptions.remove(name) {
+                self.subscriptions.remove(name, session.client_id());
+            }
+        }
+        subscription_reply(msg)
+    }
+}
+
+fn subscription_reply(msg: &Message) -> Reply {
+    Reply {
+        subscription: msg.subscription().cloned(),
+        ..Reply::success(msg)
+    }
+}
+
+/// Reads `subscription`: one channel name or a non-empty array of them.
+fn subscription_names(msg: &Message) -> Result<Vec<ChannelName>, Refusal> {
+    let parse = |v: &Value| {
+        v.as_str()
+            .and_then(|s| ChannelName::parse(s).ok())
+            .ok_or(Refusal::SubscriptionInvalid)
+    };
+    match msg.subscription() {
+        None | Some(Value::Null) => Err(Refusal::SubscriptionMissing),
+        Some(Value::Array(items)) if items.is_empty() => Err(Refusal::SubscriptionInvalid),
+        Some(Value::Array(items)) => items.iter().map(parse).collect(),
+        Some(single) => Ok(vec![parse(single)?]),
+    }
+}

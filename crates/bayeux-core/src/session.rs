@@ -1,0 +1,177 @@
+//! One session's state: its queue, subscriptions, held connect and expiry.
+//!
+//! Each session has its own small lock, taken for a push or a drain and never across an await,
+//! so publishes to different sessions never contend. Lock order, everywhere in the crate: the
+//! sessions map, then a session, then the subscription index or the browser counters; never
+//! the other way round.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message};
+
+use crate::config::QueueFullPolicy;
+use crate::ids::BrowserId;
+use crate::listener::RemovalReason;
+
+/// A server session, shared between the engine, the subscription index and held connects.
+pub struct Session {
+    id: ClientId,
+    browser: Option<BrowserId>,
+    state: Mutex<SessionState>,
+}
+
+pub(crate) struct SessionState {
+    pub(crate) queue: VecDeque<EncodedMessage>,
+    pub(crate) subscriptions: HashSet<ChannelName>,
+    pub(crate) hold: Option<HoldSlot>,
+    /// Set by the first `/meta/connect`: the first one is always answered at once.
+    pub(crate) connected: bool,
+    pub(crate) removed: Option<RemovalReason>,
+    /// When the session expires if no connect is held.
+    pub(crate) expire_at: Instant,
+    /// Nesting depth of requests being processed for this session: while above zero, a queued
+    /// message does not wake the held connect, because the request's response may carry it.
+    pub(crate) batch_depth: u32,
+    /// The next connect reply carries full advice.
+    pub(crate) readvise: bool,
+    /// The last connect reply told the client it shares its browser with another poller.
+    pub(crate) multiple_clients: bool,
+    /// Effective `interval`, including the client's transient advice.
+    pub(crate) interval: Duration,
+    pub(crate) next_ticket: u64,
+    pub(crate) dropped: u64,
+}
+
+/// The `/meta/connect` a session has outstanding.
+pub(crate) struct HoldSlot {
+    pub(crate) ticket: u64,
+    pub(crate) request: Message,
+    pub(crate) deadline: Instant,
+    pub(crate) released: bool,
+    pub(crate) waker: Option<Waker>,
+    /// The browser whose held-connect count this hold takes part in.
+    pub(crate) browser: Option<BrowserId>,
+}
+
+impl HoldSlot {
+    /// Lets the waiter of this hold answer it.
+    pub(crate) fn release(&mut self) {
+        self.released = true;
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn new(id: ClientId, browser: Option<BrowserId>, expire_at: Instant) -> Self {
+        Self {
+            id,
+            browser,
+            state: Mutex::new(SessionState {
+                queue: VecDeque::new(),
+                subscriptions: HashSet::new(),
+                hold: None,
+                connected: false,
+                removed: None,
+                expire_at,
+                batch_depth: 0,
+                readvise: false,
+                multiple_clients: false,
+                interval: Duration::ZERO,
+                next_ticket: 0,
+                dropped: 0,
+            }),
+        }
+    }
+
+    /// The session's `clientId`.
+    pub fn client_id(&self) -> &ClientId {
+        &self.id
+    }
+
+    /// The browser cookie the session was handshaken with (HTTP transports only).
+    pub fn browser(&self) -> Option<&BrowserId> {
+        self.browser.as_ref()
+    }
+
+    /// Messages waiting to be sent.
+    pub fn queue_len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Messages dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// The channels and patterns the session subscribes to.
+    pub fn subscriptions(&self) -> Vec<ChannelName> {
+        let mut subs: Vec<_> = self.lock().subscriptions.iter().cloned().collect();
+        subs.sort();
+        subs
+    }
+
+    /// Queues a message; wakes the held connect unless a request of this session is in progress.
+    pub(crate) fn enqueue(&self, msg: EncodedMessage, max_queue: usize, policy: QueueFullPolicy) {
+        let mut st = self.lock();
+        if st.removed.is_some() {
+            return;
+        }
+        if st.queue.len() >= max_queue.max(1) {
+            match policy {
+                QueueFullPolicy::DropOldest => {
+                    st.queue.pop_front();
+                }
+            }
+            st.dropped += 1;
+        }
+        st.queue.push_back(msg);
+        if st.batch_depth == 0 {
+            if let Some(slot) = st.hold.as_mut() {
+                slot.release();
+            }
+        }
+    }
+
+    /// Polls whether the hold `ticket` may be answered: released, superseded or gone.
+    pub(crate) fn poll_hold(&self, ticket: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.lock();
+        match st.hold.as_mut() {
+            Some(slot) if slot.ticket == ticket && !slot.released => {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+
+    pub(crate) fn is_hold_pending(&self, ticket: u64) -> bool {
+        matches!(&self.lock().hold, Some(slot) if slot.ticket == ticket && !slot.released)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
+        // A panic while holding this lock leaves plain data behind, still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SessionState {
+    /// Pushes expiry back after a non-connect message: `max(expire_at, now + maxInterval)`.
+    pub(crate) fn touch(&mut self, now: Instant, max_interval: Duration) {
+        if self.hold.is_none() {
+            self.expire_at = self.expire_at.max(now + max_interval);
+        }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,569 @@
+//! Engine scenarios on a virtual clock: time moves only when a test moves it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bayeux_message::{ClientId, EncodedMessage, Message};
+use serde_json::{json, Value};
+
+use crate::{
+    BrowserId, Engine, EngineConfig, Hold, HoldEnd, RemovalReason, RequestContext, RequestError,
+    SequentialIds, SessionListener, TransportKind,
+};
+
+struct Harness {
+    engine: Engine,
+    now: Instant,
+    events: Arc<Mutex<Vec<String>>>,
+    next_id: u64,
+}
+
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl SessionListener for Recorder {
+    fn session_added(&self, cid: &ClientId) {
+        self.0.lock().unwrap().push(format!("added {cid}"));
+    }
+    fn session_removed(&self, cid: &ClientId, reason: RemovalReason) {
+        self.0.lock().unwrap().push(format!("removed {cid} {reason:?}"));
+    }
+}
+
+fn msg(value: Value) -> Message {
+    Message::from_map(value.as_object().expect("test messages are objects").clone())
+}
+
+fn values(messages: &[EncodedMessage]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| serde_json::from_str(m.as_str()).expect("engine emits JSON"))
+        .collect()
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(tune: impl FnOnce(&mut EngineConfig)) -> Self {
+        let mut config = EngineConfig {
+            timeout: Duration::from_secs(20),
+            max_interval: Duration::from_secs(10),
+            ..EngineConfig::default()
+        };
+        tune(&mut config);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let listener = Arc::new(Recorder(Arc::clone(&events)));
+        Self {
+            engine: Engine::new(config, Box::new(SequentialIds::default()), vec![listener]),
+            now: Instant::now(),
+            events,
+            next_id: 0,
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    fn id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    fn ctx(browser: &str) -> RequestContext {
+        RequestContext::new(TransportKind::LongPolling).with_browser(Some(BrowserId::new(browser)))
+    }
+
+    fn send(&mut self, browser: &str, batch: Vec<Value>) -> (Vec<Value>, Option<Hold>) {
+        let batch = batch.into_iter().map(msg).collect();
+        let outcome = self
+            .engine
+            .handle(self.now, &Self::ctx(browser), batch)
+            .expect("valid request");
+        (values(&outcome.messages), outcome.hold)
+    }
+
+    fn handshake_in(&mut self, browser: &str) -> String {
+        let id = self.id();
+        let (replies, _) = self.send(browser, vec![json!({"channel": "/meta/handshake", "id": id, "version": "1.0"})]);
+        replies[0]["clientId"].as_str().expect("clientId").to_owned()
+    }
+
+    /// Handshake plus the first (immediate) connect, in browser `b-<n>` of its own.
+    fn client(&mut self) -> String {
+        let browser = format!("b-{}", self.next_id);
+        let cid = self.handshake_in(&browser);
+        let (replies, hold) = self.connect(&cid, Some(json!({"timeout": 0})));
+        assert!(hold.is_none() && replies[0]["successful"] == json!(true));
+        cid
+    }
+
+    fn browser_of(&self, cid: &str) -> String {
+        let session = self.engine.session(cid).expect("live session");
+        session.browser().expect("HTTP session").as_str().to_owned()
+    }
+
+    fn connect(&mut self, cid: &str, advice: Option<Value>) -> (Vec<Value>, Option<Hold>) {
+        let id = self.id();
+        let mut m = json!({"channel": "/meta/connect", "id": id, "clientId": cid, "connectionType": "long-polling"});
+        if let Some(advice) = advice {
+            m["advice"] = advice;
+        }
+        let browser = self.browser_of(cid);
+        self.send(&browser, vec![m])
+    }
+
+    fn hold(&mut self, cid: &str) -> Hold {
+        let (replies, hold) = self.connect(cid, None);
+        assert_eq!(replies, Vec::<Value>::new());
+        hold.expect("connect should hold")
+    }
+
+    fn request(&mut self, cid: &str, mut batch: Vec<Value>) -> Vec<Value> {
+        for m in &mut batch {
+            m["clientId"] = json!(cid);
+            if m.get("id").is_none() {
+                m["id"] = json!(self.id());
+            }
+        }
+        let browser = self.browser_of(cid);
+        let (replies, hold) = self.send(&browser, batch);
+        assert!(hold.is_none());
+        replies
+    }
+
+    fn subscribe(&mut self, cid: &str, channel: &str) {
+        let replies = self.request(cid, vec![json!({"channel": "/meta/subscribe", "subscription": channel})]);
+        assert_eq!(replies.last().expect("reply")["successful"], json!(true), "{replies:?}");
+    }
+
+    fn publish(&mut self, cid: &str, channel: &str, data: Value) -> Vec<Value> {
+        self.request(cid, vec![json!({"channel": channel, "data": data})])
+    }
+
+    fn complete(&mut self, hold: Hold) -> Vec<Value> {
+        match self.engine.complete_hold(self.now, hold) {
+            HoldEnd::Reply(messages) => values(&messages),
+            HoldEnd::Superseded => panic!("hold was superseded"),
+        }
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn handshake_reply_has_the_shape_the_js_client_needs() {
+    let mut h = Harness::new();
+    let (replies, hold) = h.send("b", vec![json!({"channel": "/meta/handshake", "id": "1", "version": "1.0",
+        "supportedConnectionTypes": ["long-polling"]})]);
+    assert!(hold.is_none());
+    assert_eq!(
+        replies,
+        [json!({"channel": "/meta/handshake", "id": "1", "successful": true, "version": "1.0",
+            "minimumVersion": "1.0", "clientId": "c1", "supportedConnectionTypes": ["long-polling"],
+            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})]
+    );
+    assert_eq!(h.events(), ["added c1"]);
+}
+
+#[test]
+fn handshake_with_other_messages_is_refused_whole() {
+    let h = Harness::new();
+    let batch = vec![
+        msg(json!({"channel": "/meta/handshake", "id": "1"})),
+        msg(json!({"channel": "/a", "id": "2", "data": 1})),
+    ];
+    let err = h.engine.handle(h.now, &Harness::ctx("b"), batch).expect_err("refused");
+    assert_eq!(err, RequestError::HandshakeNotAlone);
+    assert_eq!(h.engine.session_count(), 0);
+}
+
+#[test]
+fn first_connect_is_answered_at_once_with_full_advice() {
+    let mut h = Harness::new();
+    let cid = h.handshake_in("b");
+    let (replies, hold) = h.connect(&cid, None);
+    assert!(hold.is_none());
+    assert_eq!(
+        replies,
+        [json!({"channel": "/meta/connect", "id": "2", "successful": true,
+            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})]
+    );
+}
+
+#[test]
+fn held_connect_wakes_on_publish_and_carries_the_delivery() {
+    let mut h = Harness::new();
+    let sub = h.client();
+    let publisher = h.client();
+    h.subscribe(&sub, "/chat/*");
+    let hold = h.hold(&sub);
+    assert!(hold.is_pending());
+    assert_eq!(hold.deadline(), h.now + Duration::from_secs(20));
+    let replies = h.publish(&publisher, "/chat/room", json!({"text": "hi"}));
+    assert_eq!(replies, [json!({"channel": "/chat/room", "id": "7", "successful": true})]);
+    assert!(!hold.is_pending());
+    let id = hold_id(&h, &hold);
+    assert_eq!(
+        h.complete(hold),
+        [json!({"channel": "/chat/room", "data": {"text": "hi"}}),
+         json!({"channel": "/meta/connect", "id": id, "successful": true})]
+    );
+}
+
+fn hold_id(h: &Harness, hold: &Hold) -> String {
+    let session = h.engine.session(hold.client_id().as_str()).expect("live");
+    let st = session.lock();
+    st.hold.as_ref().expect("held").request.id().and_then(Value::as_str).expect("id").to_owned()
+}
+
+#[test]
+fn held_connect_is_answered_at_deadline_without_advice() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let hold = h.hold(&cid);
+    h.advance(Duration::from_secs(20));
+    assert!(hold.is_pending(), "the driver owns the timer; the engine only names the deadline");
+    assert_eq!(h.complete(hold), [json!({"channel": "/meta/connect", "id": "3", "successful": true})]);
+}
+
+#[test]
+fn connect_with_timeout_zero_is_immediate_and_readvises() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let (replies, hold) = h.connect(&cid, Some(json!({"timeout": 0, "interval": 500})));
+    assert!(hold.is_none());
+    assert_eq!(
+        replies,
+        [json!({"channel": "/meta/connect", "id": "3", "successful": true,
+            "advice": {"reconnect": "retry", "interval": 500, "timeout": 20000}})]
+    );
+}
+
+#[test]
+fn client_timeout_shortens_but_never_lengthens_the_hold() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let (_, hold) = h.connect(&cid, Some(json!({"timeout": 5000})));
+    assert_eq!(hold.expect("held").deadline(), h.now + Duration::from_secs(5));
+    let (_, hold) = h.connect(&cid, Some(json!({"timeout": 90000})));
+    assert_eq!(hold.expect("held").deadline(), h.now + Duration::from_secs(20));
+}
+
+#[test]
+fn newer_connect_supersedes_the_held_one() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let old = h.hold(&cid);
+    let new = h.hold(&cid);
+    assert!(!old.is_pending());
+    assert!(matches!(h.engine.complete_hold(h.now, old), HoldEnd::Superseded));
+    assert!(new.is_pending());
+    assert_eq!(h.complete(new), [json!({"channel": "/meta/connect", "id": "4", "successful": true})]);
+    assert_eq!(h.engine.browsers_holding(), 0);
+}
+
+#[test]
+fn disconnect_releases_the_held_connect_with_reconnect_none() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let hold = h.hold(&cid);
+    let replies = h.request(&cid, vec![json!({"channel": "/meta/disconnect"})]);
+    assert_eq!(replies, [json!({"channel": "/meta/disconnect", "id": "4", "successful": true})]);
+    assert!(!hold.is_pending());
+    assert_eq!(
+        h.complete(hold),
+        [json!({"channel": "/meta/connect", "id": "3", "successful": true, "advice": {"reconnect": "none"}})]
+    );
+    let browser = format!("b-{}", 0);
+    let (replies, _) = h.send(&browser, vec![json!({"channel": "/meta/connect", "id": "9", "clientId": cid})]);
+    assert_eq!(replies[0]["error"], json!("402::session_unknown"));
+    assert_eq!(h.events(), ["added c1", "removed c1 Disconnect"]);
+}
+
+#[test]
+fn unknown_session_on_connect_advises_handshake() {
+    let mut h = Harness::new();
+    let (replies, _) = h.send("b", vec![json!({"channel": "/meta/connect", "id": "1", "clientId": "nope"})]);
+    assert_eq!(
+        replies,
+        [json!({"channel": "/meta/connect", "id": "1", "successful": false, "error": "402::session_unknown",
+            "advice": {"reconnect": "handshake", "interval": 0}})]
+    );
+}
+
+#[test]
+fn session_is_only_found_with_its_browser_cookie() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let (replies, _) = h.send("someone-else", vec![json!({"channel": "/a", "id": "1", "clientId": cid, "data": 1})]);
+    assert_eq!(replies[0]["error"], json!("402::session_unknown"));
+
+    let mut trusting = Harness::with(|c| c.trust_client_session = true);
+    let cid = trusting.client();
+    let (replies, _) = trusting.send("someone-else", vec![json!({"channel": "/a", "id": "1", "clientId": cid, "data": 1})]);
+    assert_eq!(replies, [json!({"channel": "/a", "id": "1", "successful": true})]);
+}
+
+#[test]
+fn silent_session_expires_after_interval_plus_max_interval() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    h.advance(Duration::from_millis(9_999));
+    assert_eq!(h.engine.sweep(h.now), 0);
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.engine.sweep(h.now), 1);
+    assert!(h.engine.session(&cid).is_none());
+    assert_eq!(h.events(), ["added c1", "removed c1 Timeout"]);
+}
+
+#[test]
+fn held_session_never_expires_while_held() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let hold = h.hold(&cid);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.engine.sweep(h.now), 0);
+    h.complete(hold);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.engine.sweep(h.now), 1);
+}
+
+#[test]
+fn abandoned_hold_expires_after_its_deadline_plus_grace() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let _lost = h.hold(&cid);
+    h.advance(Duration::from_secs(29));
+    assert_eq!(h.engine.sweep(h.now), 0);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.engine.sweep(h.now), 1);
+    assert_eq!(h.engine.browsers_holding(), 0, "removal frees the browser slot too");
+}
+
+#[test]
+fn other_messages_extend_expiry_by_max_interval() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    h.advance(Duration::from_secs(8));
+    h.subscribe(&cid, "/x");
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.engine.sweep(h.now), 0);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.engine.sweep(h.now), 1);
+    assert!(h.engine.subscriptions().is_empty(), "expiry removes the subscriptions too");
+}
+
+#[test]
+fn overlapping_subscriptions_get_one_copy() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let other = h.client();
+    for pattern in ["/a/*", "/a/**", "/a/b", "/**"] {
+        h.subscribe(&cid, pattern);
+    }
+    h.subscribe(&cid, "/a/b");
+    h.publish(&other, "/a/b", json!(1));
+    let replies = h.publish(&other, "/a/b/c", json!(2));
+    assert_eq!(replies.len(), 1);
+    let (replies, _) = h.connect(&cid, Some(json!({"timeout": 0})));
+    let data: Vec<_> = replies.iter().filter_map(|m| m.get("data")).collect();
+    assert_eq!(data, [&json!(1), &json!(2)]);
+}
+
+#[test]
+fn wildcards_match_as_cometd_defines() {
+    let mut h = Harness::new();
+    let one = h.client();
+    let all = h.client();
+    let publisher = h.client();
+    h.subscribe(&one, "/w/*");
+    h.subscribe(&all, "/w/**");
+    for channel in ["/w", "/w/a", "/w/a/b", "/wx/a"] {
+        h.publish(&publisher, channel, json!(channel));
+    }
+    let channels = |h: &mut Harness, cid: &str| {
+        let (replies, _) = h.connect(cid, Some(json!({"timeout": 0})));
+        replies.iter().filter_map(|m| m.get("data").cloned()).collect::<Vec<_>>()
+    };
+    assert_eq!(channels(&mut h, &one), [json!("/w/a")]);
+    assert_eq!(channels(&mut h, &all), [json!("/w/a"), json!("/w/a/b")]);
+}
+
+#[test]
+fn deliveries_strip_id_and_client_id_and_keep_other_fields() {
+    let mut h = Harness::new();
+    let sub = h.client();
+    let publisher = h.client();
+    h.subscribe(&sub, "/x");
+    h.request(&publisher, vec![json!({"channel": "/x", "data": {"k": [1, "é"]}, "ext": {"e": 1}, "custom": true})]);
+    let (replies, _) = h.connect(&sub, Some(json!({"timeout": 0})));
+    assert_eq!(replies[0], json!({"channel": "/x", "data": {"k": [1, "é"]}, "ext": {"e": 1}, "custom": true}));
+}
+
+#[test]
+fn own_publish_is_piggy_backed_and_does_not_wake_the_hold() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let hold = h.hold(&cid);
+    let replies = h.request(&cid, vec![
+        json!({"channel": "/meta/subscribe", "id": "10", "subscription": "/foo/*"}),
+        json!({"channel": "/foo/bar", "id": "11", "data": {"x": 1}}),
+    ]);
+    assert_eq!(
+        replies,
+        [json!({"channel": "/foo/bar", "data": {"x": 1}}),
+         json!({"channel": "/meta/subscribe", "id": "10", "subscription": "/foo/*", "successful": true}),
+         json!({"channel": "/foo/bar", "id": "11", "successful": true})]
+    );
+    assert!(hold.is_pending());
+}
+
+#[test]
+fn meta_connect_deliver_only_wakes_the_hold_instead() {
+    let mut h = Harness::with(|c| c.meta_connect_deliver_only = true);
+    let cid = h.client();
+    h.subscribe(&cid, "/foo");
+    let hold = h.hold(&cid);
+    let replies = h.publish(&cid, "/foo", json!(1));
+    assert_eq!(replies, [json!({"channel": "/foo", "id": "5", "successful": true})]);
+    assert!(!hold.is_pending());
+    assert_eq!(
+        h.complete(hold),
+        [json!({"channel": "/foo", "data": 1}), json!({"channel": "/meta/connect", "id": "4", "successful": true})]
+    );
+}
+
+#[test]
+fn order_is_kept_per_session() {
+    let mut h = Harness::new();
+    let sub = h.client();
+    let publisher = h.client();
+    h.subscribe(&sub, "/n");
+    for i in 0..200 {
+        h.publish(&publisher, "/n", json!(i));
+    }
+    let (replies, _) = h.connect(&sub, Some(json!({"timeout": 0})));
+    let data: Vec<_> = replies.iter().filter_map(|m| m.get("data").cloned()).collect();
+    assert_eq!(data, (0..200).map(|i| json!(i)).collect::<Vec<_>>());
+}
+
+#[test]
+fn full_queue_drops_the_oldest() {
+    let mut h = Harness::with(|c| c.max_queue = 3);
+    let sub = h.client();
+    let publisher = h.client();
+    h.subscribe(&sub, "/n");
+    for i in 0..5 {
+        h.publish(&publisher, "/n", json!(i));
+    }
+    assert_eq!(h.engine.session(&sub).expect("live").dropped(), 2);
+    let (replies, _) = h.connect(&sub, Some(json!({"timeout": 0})));
+    let data: Vec<_> = replies.iter().filter_map(|m| m.get("data").cloned()).collect();
+    assert_eq!(data, [json!(2), json!(3), json!(4)]);
+}
+
+#[test]
+fn second_poller_of_a_browser_gets_multiple_clients_advice() {
+    let mut h = Harness::new();
+    let a = h.handshake_in("shared");
+    let b = h.handshake_in("shared");
+    h.connect(&a, Some(json!({"timeout": 0})));
+    h.connect(&b, Some(json!({"timeout": 0})));
+    let _held = h.hold(&a);
+    let (replies, hold) = h.connect(&b, None);
+    assert!(hold.is_none());
+    assert_eq!(
+        replies,
+        [json!({"channel": "/meta/connect", "id": "6", "successful": true,
+            "advice": {"multiple-clients": true, "reconnect": "retry", "interval": 2000}})]
+    );
+}
+
+#[test]
+fn broadcast_to_publisher_can_be_turned_off() {
+    let mut h = Harness::with(|c| c.broadcast_to_publisher = false);
+    let cid = h.client();
+    h.subscribe(&cid, "/x");
+    let replies = h.publish(&cid, "/x", json!(1));
+    assert_eq!(replies, [json!({"channel": "/x", "id": "4", "successful": true})]);
+}
+
+#[test]
+fn refusals_use_cometd_error_strings() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let cases = [
+        (json!({"channel": "/meta/subscribe"}), "403::subscription_missing"),
+        (json!({"channel": "/meta/subscribe", "subscription": "/foo<bar"}), "403::subscription_invalid"),
+        (json!({"channel": "/meta/subscribe", "subscription": 5}), "403::subscription_invalid"),
+        (json!({"channel": "/meta/subscribe", "subscription": "/meta/connect"}), "403:denied_by_security_policy:subscribe_denied"),
+        (json!({"channel": "/meta/subscribe", "subscription": "/meta/foo"}), "403:denied_by_security_policy:create_denied"),
+        (json!({"channel": "/meta/unsubscribe", "subscription": "/meta/foo"}), "403::unsubscribe_failed"),
+        (json!({"channel": "/meta/foo", "data": 1}), "403:denied_by_security_policy:channel_create_denied"),
+        (json!({"channel": "/meta/subscribe/", "data": 1, "subscription": 1}), "403::subscription_invalid"),
+        (json!({"channel": "/a/*", "data": 1}), "405::channel_invalid"),
+        (json!({"channel": "/a<", "data": 1}), "405::channel_invalid"),
+        (json!({"channel": "/a", "data": 1, "id": "<"}), "405::message_id_invalid"),
+        (json!({"channel": 5, "data": 1}), "400::channel_missing"),
+        (json!({"data": 1}), "400::channel_missing"),
+        (json!({"channel": "/a"}), "400::data_missing"),
+    ];
+    for (request, error) in cases {
+        let replies = h.request(&cid, vec![request.clone()]);
+        assert_eq!(replies.len(), 1, "{request}");
+        assert_eq!(replies[0]["successful"], json!(false), "{request}");
+        assert_eq!(replies[0]["error"], json!(error), "{request}");
+    }
+}
+
+#[test]
+fn subscribe_array_and_service_channels() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let replies = h.request(&cid, vec![json!({"channel": "/meta/subscribe", "id": "s", "subscription": ["/a", "/service/x"]})]);
+    assert_eq!(
+        replies,
+        [json!({"channel": "/meta/subscribe", "id": "s", "subscription": ["/a", "/service/x"], "successful": true})]
+    );
+    assert_eq!(h.engine.session(&cid).expect("live").subscriptions(), [bayeux_message::ChannelName::parse("/a").unwrap()]);
+}
+
+#[test]
+fn unsubscribe_stops_deliveries_and_frees_the_index() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    h.subscribe(&cid, "/x");
+    h.request(&cid, vec![json!({"channel": "/meta/unsubscribe", "subscription": "/x"})]);
+    assert!(h.engine.subscriptions().is_empty());
+    let replies = h.publish(&cid, "/x", json!(1));
+    assert_eq!(replies.len(), 1, "no delivery piggy-backed");
+}
+
+#[test]
+fn shutdown_releases_holds_with_advice() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let hold = h.hold(&cid);
+    h.engine.shutdown();
+    assert!(!hold.is_pending());
+    assert_eq!(
+        h.complete(hold),
+        [json!({"channel": "/meta/connect", "id": "3", "successful": true,
+            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})]
+    );
+}
+
+#[test]
+fn server_publish_reaches_subscribers() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    h.subscribe(&cid, "/news/**");
+    let channel = bayeux_message::ChannelName::parse("/news/today").unwrap();
+    assert_eq!(h.engine.publish(&channel, json!("hello")), Ok(1));
+    let (replies, _) = h.connect(&cid, Some(json!({"timeout": 0})));
+    assert_eq!(replies[0], json!({"channel": "/news/today", "data": "hello"}));
+}
