@@ -1,1 +1,162 @@
-//! TODO
+//! Mounts a Bayeux (CometD) server in an actix-web application.
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer};
+//! use bayeux_server::Server;
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let server = Server::builder().build();
+//!     HttpServer::new(move || App::new().service(bayeux_actix::scope("/cometd", server.clone())))
+//!         .bind(("127.0.0.1", 8080))?
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
+//! Every path under the mount point is the same endpoint (`/cometd`, `/cometd/`,
+//! `/cometd/connect`, ...): the CometD client appends the message type to the URL, and the server
+//! routes by each message's `channel` instead.
+//!
+//! # Layout
+//! One module: [`Cometd`] builds the [`Scope`]; the handlers translate between actix-web and
+//! `bayeux-transport`.
+
+use std::sync::Arc;
+
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, Scope};
+use bayeux_server::Server;
+use bayeux_transport::long_polling::{handle_post, HttpReply, PostRequest};
+use bayeux_transport::TransportConfig;
+
+/// A Bayeux endpoint ready to mount: the server plus the transport options.
+#[derive(Clone, Debug)]
+pub struct Cometd {
+    server: Server,
+    config: Arc<TransportConfig>,
+}
+
+/// The endpoint at `path` with default transport options: `App::new().service(scope(...))`.
+pub fn scope(path: &str, server: Server) -> Scope {
+    Cometd::new(server).scope(path)
+}
+
+impl Cometd {
+    /// An endpoint for `server` with default transport options.
+    pub fn new(server: Server) -> Self {
+        Self {
+            server,
+            config: Arc::new(TransportConfig::default()),
+        }
+    }
+
+    /// Sets the transport options (cookie, `maxMessageSize`, ...).
+    pub fn transport_config(mut self, config: TransportConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The actix-web scope serving the endpoint at `path` and every path below it.
+    pub fn scope(self, path: &str) -> Scope {
+        // actix enforces the body limit while reading, before any byte reaches the engine.
+        let limit = web::PayloadConfig::new(self.config.max_message_size);
+        web::scope(path)
+            .app_data(web::Data::new(self))
+            .app_data(limit)
+            .service(
+                web::resource(["", "/{tail:.*}"])
+                    .route(web::post().to(post))
+                    .route(web::method(Method::OPTIONS).to(options))
+                    .default_service(web::to(unknown_transport)),
+            )
+    }
+}
+
+async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -> HttpResponse {
+    let cookie = req.cookie(&endpoint.config.cookie.name);
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let post = PostRequest {
+        content_type,
+        browser_cookie: cookie.as_ref().map(|c| c.value()),
+        secure: req.connection_info().scheme() == "https",
+        body: &body,
+    };
+    respond(handle_post(&endpoint.server, &endpoint.config, post).await)
+}
+
+/// CORS preflight: the CometD client's JSON `POST`s are preflighted cross-origin.
+async fn options() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ALLOW, "GET, POST, OPTIONS"))
+        .finish()
+}
+
+/// Any method no transport accepts, as Java CometD answers it.
+async fn unknown_transport() -> HttpResponse {
+    respond(HttpReply::error(400, "Unknown Bayeux Transport"))
+}
+
+fn respond(reply: HttpReply) -> HttpResponse {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponseBuilder::new(status);
+    response.insert_header((header::CONTENT_TYPE, reply.content_type));
+    if let Some(cookie) = reply.set_cookie {
+        response.insert_header((header::SET_COOKIE, cookie));
+    }
+    response.body(reply.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, App};
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    #[actix_rt::test]
+    async fn every_path_under_the_mount_point_is_the_endpoint() {
+        let server = Server::builder().build();
+        let app = test::init_service(App::new().service(scope("/cometd", server.clone()))).await;
+        for path in [
+            "/cometd",
+            "/cometd/",
+            "/cometd/handshake",
+            "/cometd/connect",
+            "/cometd/x/y",
+        ] {
+            let req = test::TestRequest::post()
+                .uri(path)
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .set_payload(r#"[{"channel":"/meta/handshake","id":"1","version":"1.0"}]"#)
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let body: Value = test::read_body_json(resp).await;
+            assert_eq!(body[0]["successful"], json!(true), "{path}");
+        }
+        assert_eq!(server.session_count(), 5);
+    }
+
+    #[actix_rt::test]
+    async fn other_methods_are_unknown_transports() {
+        let server = Server::builder().build();
+        let app = test::init_service(App::new().service(scope("/cometd", server))).await;
+        for method in [Method::GET, Method::PUT, Method::DELETE] {
+            let req = test::TestRequest::default()
+                .method(method.clone())
+                .uri("/cometd")
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{method}");
+        }
+        let req = test::TestRequest::default()
+            .method(Method::OPTIONS)
+            .uri("/cometd/handshake")
+            .to_request();
+        assert_eq!(test::call_service(&app, req).await.status(), StatusCode::OK);
+    }
+}

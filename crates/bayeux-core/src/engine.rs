@@ -185,7 +185,9 @@ impl Engine {
         // queue without waking the held connect: this response can carry them (piggy-back).
         let batched = match first.channel() {
             Some("/meta/connect") => None,
-            _ => first.client_id().and_then(|cid| self.find_session(cid, ctx)),
+            _ => first
+                .client_id()
+                .and_then(|cid| self.find_session(cid, ctx)),
         };
         if let Some(session) = &batched {
             session.lock().batch_depth += 1;
@@ -347,7 +349,11 @@ impl Engine {
     /// session then expires as if the connect had been answered now.
     pub fn abandon_hold(&self, now: Instant, hold: &Hold) {
         let mut st = hold.session.lock();
-        if st.hold.as_ref().is_some_and(|slot| slot.ticket == hold.ticket) {
+        if st
+            .hold
+            .as_ref()
+            .is_some_and(|slot| slot.ticket == hold.ticket)
+        {
             let slot = st.hold.take().expect("checked just above");
             if let Some(browser) = &slot.browser {
                 self.release_browser_slot(browser);
@@ -454,8 +460,15 @@ impl Engine {
     ///
     /// Over HTTP a session is only found with the browser cookie it was handshaken with,
     /// unless `trust_client_session` is on: a leaked `clientId` alone is useless.
-    pub(crate) fn find_session(&self, client_id: &str, ctx: &RequestContext) -> Option<Arc<Session>> {
-        let session = self.sessions.get(client_id).map(|s| Arc::clone(s.value()))?;
+    pub(crate) fn find_session(
+        &self,
+        client_id: &str,
+        ctx: &RequestContext,
+    ) -> Option<Arc<Session>> {
+        let session = self
+            .sessions
+            .get(client_id)
+            .map(|s| Arc::clone(s.value()))?;
         let trusted = self.config.trust_client_session
             || !ctx.transport.is_http()
             || (session.browser().is_some() && session.browser() == ctx.browser.as_ref());

@@ -205,7 +205,10 @@ impl Engine {
         // Service channels answer the subscribe but record nothing: their messages are never
         // broadcast. The index is updated under the session lock, so a concurrent removal sees
         // every subscription it must undo.
-        for name in names.into_iter().filter(|n| n.kind() == ChannelKind::Broadcast) {
+        for name in names
+            .into_iter()
+            .filter(|n| n.kind() == ChannelKind::Broadcast)
+        {
             if st.subscriptions.insert(name.clone()) {
                 self.subscriptions.add(&name, &session);
             }

@@ -31,7 +31,8 @@ impl SubscriptionIndex {
             subscribers.remove(client_id);
         }
         // Drop the entry once empty so channels nobody listens to cost nothing.
-        self.by_name.remove_if(name, |_, subscribers| subscribers.is_empty());
+        self.by_name
+            .remove_if(name, |_, subscribers| subscribers.is_empty());
     }
 
     /// Every session that receives a message published on `channel`, each exactly once.

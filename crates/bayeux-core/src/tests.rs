@@ -25,12 +25,20 @@ impl SessionListener for Recorder {
         self.0.lock().unwrap().push(format!("added {cid}"));
     }
     fn session_removed(&self, cid: &ClientId, reason: RemovalReason) {
-        self.0.lock().unwrap().push(format!("removed {cid} {reason:?}"));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("removed {cid} {reason:?}"));
     }
 }
 
 fn msg(value: Value) -> Message {
-    Message::from_map(value.as_object().expect("test messages are objects").clone())
+    Message::from_map(
+        value
+            .as_object()
+            .expect("test messages are objects")
+            .clone(),
+    )
 }
 
 fn values(messages: &[EncodedMessage]) -> Vec<Value> {
@@ -86,8 +94,14 @@ impl Harness {
 
     fn handshake_in(&mut self, browser: &str) -> String {
         let id = self.id();
-        let (replies, _) = self.send(browser, vec![json!({"channel": "/meta/handshake", "id": id, "version": "1.0"})]);
-        replies[0]["clientId"].as_str().expect("clientId").to_owned()
+        let (replies, _) = self.send(
+            browser,
+            vec![json!({"channel": "/meta/handshake", "id": id, "version": "1.0"})],
+        );
+        replies[0]["clientId"]
+            .as_str()
+            .expect("clientId")
+            .to_owned()
     }
 
     /// Handshake plus the first (immediate) connect, in browser `b-<n>` of its own.
@@ -134,8 +148,15 @@ impl Harness {
     }
 
     fn subscribe(&mut self, cid: &str, channel: &str) {
-        let replies = self.request(cid, vec![json!({"channel": "/meta/subscribe", "subscription": channel})]);
-        assert_eq!(replies.last().expect("reply")["successful"], json!(true), "{replies:?}");
+        let replies = self.request(
+            cid,
+            vec![json!({"channel": "/meta/subscribe", "subscription": channel})],
+        );
+        assert_eq!(
+            replies.last().expect("reply")["successful"],
+            json!(true),
+            "{replies:?}"
+        );
     }
 
     fn publish(&mut self, cid: &str, channel: &str, data: Value) -> Vec<Value> {
@@ -157,14 +178,21 @@ impl Harness {
 #[test]
 fn handshake_reply_has_the_shape_the_js_client_needs() {
     let mut h = Harness::new();
-    let (replies, hold) = h.send("b", vec![json!({"channel": "/meta/handshake", "id": "1", "version": "1.0",
-        "supportedConnectionTypes": ["long-polling"]})]);
+    let (replies, hold) = h.send(
+        "b",
+        vec![
+            json!({"channel": "/meta/handshake", "id": "1", "version": "1.0",
+        "supportedConnectionTypes": ["long-polling"]}),
+        ],
+    );
     assert!(hold.is_none());
     assert_eq!(
         replies,
-        [json!({"channel": "/meta/handshake", "id": "1", "successful": true, "version": "1.0",
+        [
+            json!({"channel": "/meta/handshake", "id": "1", "successful": true, "version": "1.0",
             "minimumVersion": "1.0", "clientId": "c1", "supportedConnectionTypes": ["long-polling"],
-            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})]
+            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})
+        ]
     );
     assert_eq!(h.events(), ["added c1"]);
 }
@@ -176,7 +204,10 @@ fn handshake_with_other_messages_is_refused_whole() {
         msg(json!({"channel": "/meta/handshake", "id": "1"})),
         msg(json!({"channel": "/a", "id": "2", "data": 1})),
     ];
-    let err = h.engine.handle(h.now, &Harness::ctx("b"), batch).expect_err("refused");
+    let err = h
+        .engine
+        .handle(h.now, &Harness::ctx("b"), batch)
+        .expect_err("refused");
     assert_eq!(err, RequestError::HandshakeNotAlone);
     assert_eq!(h.engine.session_count(), 0);
 }
@@ -189,8 +220,10 @@ fn first_connect_is_answered_at_once_with_full_advice() {
     assert!(hold.is_none());
     assert_eq!(
         replies,
-        [json!({"channel": "/meta/connect", "id": "2", "successful": true,
-            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})]
+        [
+            json!({"channel": "/meta/connect", "id": "2", "successful": true,
+            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})
+        ]
     );
 }
 
@@ -204,20 +237,32 @@ fn held_connect_wakes_on_publish_and_carries_the_delivery() {
     assert!(hold.is_pending());
     assert_eq!(hold.deadline(), h.now + Duration::from_secs(20));
     let replies = h.publish(&publisher, "/chat/room", json!({"text": "hi"}));
-    assert_eq!(replies, [json!({"channel": "/chat/room", "id": "7", "successful": true})]);
+    assert_eq!(
+        replies,
+        [json!({"channel": "/chat/room", "id": "7", "successful": true})]
+    );
     assert!(!hold.is_pending());
     let id = hold_id(&h, &hold);
     assert_eq!(
         h.complete(hold),
-        [json!({"channel": "/chat/room", "data": {"text": "hi"}}),
-         json!({"channel": "/meta/connect", "id": id, "successful": true})]
+        [
+            json!({"channel": "/chat/room", "data": {"text": "hi"}}),
+            json!({"channel": "/meta/connect", "id": id, "successful": true})
+        ]
     );
 }
 
 fn hold_id(h: &Harness, hold: &Hold) -> String {
     let session = h.engine.session(hold.client_id().as_str()).expect("live");
     let st = session.lock();
-    st.hold.as_ref().expect("held").request.id().and_then(Value::as_str).expect("id").to_owned()
+    st.hold
+        .as_ref()
+        .expect("held")
+        .request
+        .id()
+        .and_then(Value::as_str)
+        .expect("id")
+        .to_owned()
 }
 
 #[test]
@@ -226,8 +271,14 @@ fn held_connect_is_answered_at_deadline_without_advice() {
     let cid = h.client();
     let hold = h.hold(&cid);
     h.advance(Duration::from_secs(20));
-    assert!(hold.is_pending(), "the driver owns the timer; the engine only names the deadline");
-    assert_eq!(h.complete(hold), [json!({"channel": "/meta/connect", "id": "3", "successful": true})]);
+    assert!(
+        hold.is_pending(),
+        "the driver owns the timer; the engine only names the deadline"
+    );
+    assert_eq!(
+        h.complete(hold),
+        [json!({"channel": "/meta/connect", "id": "3", "successful": true})]
+    );
 }
 
 #[test]
@@ -238,8 +289,10 @@ fn connect_with_timeout_zero_is_immediate_and_readvises() {
     assert!(hold.is_none());
     assert_eq!(
         replies,
-        [json!({"channel": "/meta/connect", "id": "3", "successful": true,
-            "advice": {"reconnect": "retry", "interval": 500, "timeout": 20000}})]
+        [
+            json!({"channel": "/meta/connect", "id": "3", "successful": true,
+            "advice": {"reconnect": "retry", "interval": 500, "timeout": 20000}})
+        ]
     );
 }
 
@@ -248,9 +301,15 @@ fn client_timeout_shortens_but_never_lengthens_the_hold() {
     let mut h = Harness::new();
     let cid = h.client();
     let (_, hold) = h.connect(&cid, Some(json!({"timeout": 5000})));
-    assert_eq!(hold.expect("held").deadline(), h.now + Duration::from_secs(5));
+    assert_eq!(
+        hold.expect("held").deadline(),
+        h.now + Duration::from_secs(5)
+    );
     let (_, hold) = h.connect(&cid, Some(json!({"timeout": 90000})));
-    assert_eq!(hold.expect("held").deadline(), h.now + Duration::from_secs(20));
+    assert_eq!(
+        hold.expect("held").deadline(),
+        h.now + Duration::from_secs(20)
+    );
 }
 
 #[test]
@@ -260,9 +319,15 @@ fn newer_connect_supersedes_the_held_one() {
     let old = h.hold(&cid);
     let new = h.hold(&cid);
     assert!(!old.is_pending());
-    assert!(matches!(h.engine.complete_hold(h.now, old), HoldEnd::Superseded));
+    assert!(matches!(
+        h.engine.complete_hold(h.now, old),
+        HoldEnd::Superseded
+    ));
     assert!(new.is_pending());
-    assert_eq!(h.complete(new), [json!({"channel": "/meta/connect", "id": "4", "successful": true})]);
+    assert_eq!(
+        h.complete(new),
+        [json!({"channel": "/meta/connect", "id": "4", "successful": true})]
+    );
     assert_eq!(h.engine.browsers_holding(), 0);
 }
 
@@ -272,14 +337,22 @@ fn disconnect_releases_the_held_connect_with_reconnect_none() {
     let cid = h.client();
     let hold = h.hold(&cid);
     let replies = h.request(&cid, vec![json!({"channel": "/meta/disconnect"})]);
-    assert_eq!(replies, [json!({"channel": "/meta/disconnect", "id": "4", "successful": true})]);
+    assert_eq!(
+        replies,
+        [json!({"channel": "/meta/disconnect", "id": "4", "successful": true})]
+    );
     assert!(!hold.is_pending());
     assert_eq!(
         h.complete(hold),
-        [json!({"channel": "/meta/connect", "id": "3", "successful": true, "advice": {"reconnect": "none"}})]
+        [
+            json!({"channel": "/meta/connect", "id": "3", "successful": true, "advice": {"reconnect": "none"}})
+        ]
     );
     let browser = format!("b-{}", 0);
-    let (replies, _) = h.send(&browser, vec![json!({"channel": "/meta/connect", "id": "9", "clientId": cid})]);
+    let (replies, _) = h.send(
+        &browser,
+        vec![json!({"channel": "/meta/connect", "id": "9", "clientId": cid})],
+    );
     assert_eq!(replies[0]["error"], json!("402::session_unknown"));
     assert_eq!(h.events(), ["added c1", "removed c1 Disconnect"]);
 }
@@ -287,11 +360,16 @@ fn disconnect_releases_the_held_connect_with_reconnect_none() {
 #[test]
 fn unknown_session_on_connect_advises_handshake() {
     let mut h = Harness::new();
-    let (replies, _) = h.send("b", vec![json!({"channel": "/meta/connect", "id": "1", "clientId": "nope"})]);
+    let (replies, _) = h.send(
+        "b",
+        vec![json!({"channel": "/meta/connect", "id": "1", "clientId": "nope"})],
+    );
     assert_eq!(
         replies,
-        [json!({"channel": "/meta/connect", "id": "1", "successful": false, "error": "402::session_unknown",
-            "advice": {"reconnect": "handshake", "interval": 0}})]
+        [
+            json!({"channel": "/meta/connect", "id": "1", "successful": false, "error": "402::session_unknown",
+            "advice": {"reconnect": "handshake", "interval": 0}})
+        ]
     );
 }
 
@@ -299,13 +377,22 @@ fn unknown_session_on_connect_advises_handshake() {
 fn session_is_only_found_with_its_browser_cookie() {
     let mut h = Harness::new();
     let cid = h.client();
-    let (replies, _) = h.send("someone-else", vec![json!({"channel": "/a", "id": "1", "clientId": cid, "data": 1})]);
+    let (replies, _) = h.send(
+        "someone-else",
+        vec![json!({"channel": "/a", "id": "1", "clientId": cid, "data": 1})],
+    );
     assert_eq!(replies[0]["error"], json!("402::session_unknown"));
 
     let mut trusting = Harness::with(|c| c.trust_client_session = true);
     let cid = trusting.client();
-    let (replies, _) = trusting.send("someone-else", vec![json!({"channel": "/a", "id": "1", "clientId": cid, "data": 1})]);
-    assert_eq!(replies, [json!({"channel": "/a", "id": "1", "successful": true})]);
+    let (replies, _) = trusting.send(
+        "someone-else",
+        vec![json!({"channel": "/a", "id": "1", "clientId": cid, "data": 1})],
+    );
+    assert_eq!(
+        replies,
+        [json!({"channel": "/a", "id": "1", "successful": true})]
+    );
 }
 
 #[test]
@@ -341,7 +428,11 @@ fn abandoned_hold_expires_after_its_deadline_plus_grace() {
     assert_eq!(h.engine.sweep(h.now), 0);
     h.advance(Duration::from_secs(1));
     assert_eq!(h.engine.sweep(h.now), 1);
-    assert_eq!(h.engine.browsers_holding(), 0, "removal frees the browser slot too");
+    assert_eq!(
+        h.engine.browsers_holding(),
+        0,
+        "removal frees the browser slot too"
+    );
 }
 
 #[test]
@@ -354,7 +445,10 @@ fn other_messages_extend_expiry_by_max_interval() {
     assert_eq!(h.engine.sweep(h.now), 0);
     h.advance(Duration::from_secs(1));
     assert_eq!(h.engine.sweep(h.now), 1);
-    assert!(h.engine.subscriptions().is_empty(), "expiry removes the subscriptions too");
+    assert!(
+        h.engine.subscriptions().is_empty(),
+        "expiry removes the subscriptions too"
+    );
 }
 
 #[test]
@@ -387,7 +481,10 @@ fn wildcards_match_as_cometd_defines() {
     }
     let channels = |h: &mut Harness, cid: &str| {
         let (replies, _) = h.connect(cid, Some(json!({"timeout": 0})));
-        replies.iter().filter_map(|m| m.get("data").cloned()).collect::<Vec<_>>()
+        replies
+            .iter()
+            .filter_map(|m| m.get("data").cloned())
+            .collect::<Vec<_>>()
     };
     assert_eq!(channels(&mut h, &one), [json!("/w/a")]);
     assert_eq!(channels(&mut h, &all), [json!("/w/a"), json!("/w/a/b")]);
@@ -399,9 +496,15 @@ fn deliveries_strip_id_and_client_id_and_keep_other_fields() {
     let sub = h.client();
     let publisher = h.client();
     h.subscribe(&sub, "/x");
-    h.request(&publisher, vec![json!({"channel": "/x", "data": {"k": [1, "é"]}, "ext": {"e": 1}, "custom": true})]);
+    h.request(
+        &publisher,
+        vec![json!({"channel": "/x", "data": {"k": [1, "é"]}, "ext": {"e": 1}, "custom": true})],
+    );
     let (replies, _) = h.connect(&sub, Some(json!({"timeout": 0})));
-    assert_eq!(replies[0], json!({"channel": "/x", "data": {"k": [1, "é"]}, "ext": {"e": 1}, "custom": true}));
+    assert_eq!(
+        replies[0],
+        json!({"channel": "/x", "data": {"k": [1, "é"]}, "ext": {"e": 1}, "custom": true})
+    );
 }
 
 #[test]
@@ -409,15 +512,20 @@ fn own_publish_is_piggy_backed_and_does_not_wake_the_hold() {
     let mut h = Harness::new();
     let cid = h.client();
     let hold = h.hold(&cid);
-    let replies = h.request(&cid, vec![
-        json!({"channel": "/meta/subscribe", "id": "10", "subscription": "/foo/*"}),
-        json!({"channel": "/foo/bar", "id": "11", "data": {"x": 1}}),
-    ]);
+    let replies = h.request(
+        &cid,
+        vec![
+            json!({"channel": "/meta/subscribe", "id": "10", "subscription": "/foo/*"}),
+            json!({"channel": "/foo/bar", "id": "11", "data": {"x": 1}}),
+        ],
+    );
     assert_eq!(
         replies,
-        [json!({"channel": "/foo/bar", "data": {"x": 1}}),
-         json!({"channel": "/meta/subscribe", "id": "10", "subscription": "/foo/*", "successful": true}),
-         json!({"channel": "/foo/bar", "id": "11", "successful": true})]
+        [
+            json!({"channel": "/foo/bar", "data": {"x": 1}}),
+            json!({"channel": "/meta/subscribe", "id": "10", "subscription": "/foo/*", "successful": true}),
+            json!({"channel": "/foo/bar", "id": "11", "successful": true})
+        ]
     );
     assert!(hold.is_pending());
 }
@@ -429,11 +537,17 @@ fn meta_connect_deliver_only_wakes_the_hold_instead() {
     h.subscribe(&cid, "/foo");
     let hold = h.hold(&cid);
     let replies = h.publish(&cid, "/foo", json!(1));
-    assert_eq!(replies, [json!({"channel": "/foo", "id": "5", "successful": true})]);
+    assert_eq!(
+        replies,
+        [json!({"channel": "/foo", "id": "5", "successful": true})]
+    );
     assert!(!hold.is_pending());
     assert_eq!(
         h.complete(hold),
-        [json!({"channel": "/foo", "data": 1}), json!({"channel": "/meta/connect", "id": "4", "successful": true})]
+        [
+            json!({"channel": "/foo", "data": 1}),
+            json!({"channel": "/meta/connect", "id": "4", "successful": true})
+        ]
     );
 }
 
@@ -447,7 +561,10 @@ fn order_is_kept_per_session() {
         h.publish(&publisher, "/n", json!(i));
     }
     let (replies, _) = h.connect(&sub, Some(json!({"timeout": 0})));
-    let data: Vec<_> = replies.iter().filter_map(|m| m.get("data").cloned()).collect();
+    let data: Vec<_> = replies
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
     assert_eq!(data, (0..200).map(|i| json!(i)).collect::<Vec<_>>());
 }
 
@@ -462,7 +579,10 @@ fn full_queue_drops_the_oldest() {
     }
     assert_eq!(h.engine.session(&sub).expect("live").dropped(), 2);
     let (replies, _) = h.connect(&sub, Some(json!({"timeout": 0})));
-    let data: Vec<_> = replies.iter().filter_map(|m| m.get("data").cloned()).collect();
+    let data: Vec<_> = replies
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
     assert_eq!(data, [json!(2), json!(3), json!(4)]);
 }
 
@@ -478,8 +598,10 @@ fn second_poller_of_a_browser_gets_multiple_clients_advice() {
     assert!(hold.is_none());
     assert_eq!(
         replies,
-        [json!({"channel": "/meta/connect", "id": "6", "successful": true,
-            "advice": {"multiple-clients": true, "reconnect": "retry", "interval": 2000}})]
+        [
+            json!({"channel": "/meta/connect", "id": "6", "successful": true,
+            "advice": {"multiple-clients": true, "reconnect": "retry", "interval": 2000}})
+        ]
     );
 }
 
@@ -489,7 +611,10 @@ fn broadcast_to_publisher_can_be_turned_off() {
     let cid = h.client();
     h.subscribe(&cid, "/x");
     let replies = h.publish(&cid, "/x", json!(1));
-    assert_eq!(replies, [json!({"channel": "/x", "id": "4", "successful": true})]);
+    assert_eq!(
+        replies,
+        [json!({"channel": "/x", "id": "4", "successful": true})]
+    );
 }
 
 #[test]
@@ -497,17 +622,47 @@ fn refusals_use_cometd_error_strings() {
     let mut h = Harness::new();
     let cid = h.client();
     let cases = [
-        (json!({"channel": "/meta/subscribe"}), "403::subscription_missing"),
-        (json!({"channel": "/meta/subscribe", "subscription": "/foo<bar"}), "403::subscription_invalid"),
-        (json!({"channel": "/meta/subscribe", "subscription": 5}), "403::subscription_invalid"),
-        (json!({"channel": "/meta/subscribe", "subscription": "/meta/connect"}), "403:denied_by_security_policy:subscribe_denied"),
-        (json!({"channel": "/meta/subscribe", "subscription": "/meta/foo"}), "403:denied_by_security_policy:create_denied"),
-        (json!({"channel": "/meta/unsubscribe", "subscription": "/meta/foo"}), "403::unsubscribe_failed"),
-        (json!({"channel": "/meta/foo", "data": 1}), "403:denied_by_security_policy:channel_create_denied"),
-        (json!({"channel": "/meta/subscribe/", "data": 1, "subscription": 1}), "403::subscription_invalid"),
-        (json!({"channel": "/a/*", "data": 1}), "405::channel_invalid"),
+        (
+            json!({"channel": "/meta/subscribe"}),
+            "403::subscription_missing",
+        ),
+        (
+            json!({"channel": "/meta/subscribe", "subscription": "/foo<bar"}),
+            "403::subscription_invalid",
+        ),
+        (
+            json!({"channel": "/meta/subscribe", "subscription": 5}),
+            "403::subscription_invalid",
+        ),
+        (
+            json!({"channel": "/meta/subscribe", "subscription": "/meta/connect"}),
+            "403:denied_by_security_policy:subscribe_denied",
+        ),
+        (
+            json!({"channel": "/meta/subscribe", "subscription": "/meta/foo"}),
+            "403:denied_by_security_policy:create_denied",
+        ),
+        (
+            json!({"channel": "/meta/unsubscribe", "subscription": "/meta/foo"}),
+            "403::unsubscribe_failed",
+        ),
+        (
+            json!({"channel": "/meta/foo", "data": 1}),
+            "403:denied_by_security_policy:channel_create_denied",
+        ),
+        (
+            json!({"channel": "/meta/subscribe/", "data": 1, "subscription": 1}),
+            "403::subscription_invalid",
+        ),
+        (
+            json!({"channel": "/a/*", "data": 1}),
+            "405::channel_invalid",
+        ),
         (json!({"channel": "/a<", "data": 1}), "405::channel_invalid"),
-        (json!({"channel": "/a", "data": 1, "id": "<"}), "405::message_id_invalid"),
+        (
+            json!({"channel": "/a", "data": 1, "id": "<"}),
+            "405::message_id_invalid",
+        ),
         (json!({"channel": 5, "data": 1}), "400::channel_missing"),
         (json!({"data": 1}), "400::channel_missing"),
         (json!({"channel": "/a"}), "400::data_missing"),
@@ -524,12 +679,22 @@ fn refusals_use_cometd_error_strings() {
 fn subscribe_array_and_service_channels() {
     let mut h = Harness::new();
     let cid = h.client();
-    let replies = h.request(&cid, vec![json!({"channel": "/meta/subscribe", "id": "s", "subscription": ["/a", "/service/x"]})]);
+    let replies = h.request(
+        &cid,
+        vec![
+            json!({"channel": "/meta/subscribe", "id": "s", "subscription": ["/a", "/service/x"]}),
+        ],
+    );
     assert_eq!(
         replies,
-        [json!({"channel": "/meta/subscribe", "id": "s", "subscription": ["/a", "/service/x"], "successful": true})]
+        [
+            json!({"channel": "/meta/subscribe", "id": "s", "subscription": ["/a", "/service/x"], "successful": true})
+        ]
     );
-    assert_eq!(h.engine.session(&cid).expect("live").subscriptions(), [bayeux_message::ChannelName::parse("/a").unwrap()]);
+    assert_eq!(
+        h.engine.session(&cid).expect("live").subscriptions(),
+        [bayeux_message::ChannelName::parse("/a").unwrap()]
+    );
 }
 
 #[test]
@@ -537,7 +702,10 @@ fn unsubscribe_stops_deliveries_and_frees_the_index() {
     let mut h = Harness::new();
     let cid = h.client();
     h.subscribe(&cid, "/x");
-    h.request(&cid, vec![json!({"channel": "/meta/unsubscribe", "subscription": "/x"})]);
+    h.request(
+        &cid,
+        vec![json!({"channel": "/meta/unsubscribe", "subscription": "/x"})],
+    );
     assert!(h.engine.subscriptions().is_empty());
     let replies = h.publish(&cid, "/x", json!(1));
     assert_eq!(replies.len(), 1, "no delivery piggy-backed");
@@ -552,8 +720,10 @@ fn shutdown_releases_holds_with_advice() {
     assert!(!hold.is_pending());
     assert_eq!(
         h.complete(hold),
-        [json!({"channel": "/meta/connect", "id": "3", "successful": true,
-            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})]
+        [
+            json!({"channel": "/meta/connect", "id": "3", "successful": true,
+            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})
+        ]
     );
 }
 
@@ -565,5 +735,8 @@ fn server_publish_reaches_subscribers() {
     let channel = bayeux_message::ChannelName::parse("/news/today").unwrap();
     assert_eq!(h.engine.publish(&channel, json!("hello")), Ok(1));
     let (replies, _) = h.connect(&cid, Some(json!({"timeout": 0})));
-    assert_eq!(replies[0], json!({"channel": "/news/today", "data": "hello"}));
+    assert_eq!(
+        replies[0],
+        json!({"channel": "/news/today", "data": "hello"})
+    );
 }

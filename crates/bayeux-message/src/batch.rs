@@ -82,12 +82,18 @@ mod tests {
         assert_eq!(parse_batch(b"\"x\""), Err(BatchError::NotMessages));
         assert_eq!(parse_batch(b"[{},1]"), Err(BatchError::NotMessages));
         assert!(matches!(parse_batch(b"[{"), Err(BatchError::Malformed(_))));
-        assert!(matches!(parse_batch(b"\xff"), Err(BatchError::Malformed(_))));
+        assert!(matches!(
+            parse_batch(b"\xff"),
+            Err(BatchError::Malformed(_))
+        ));
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = "[".repeat(100_000);
-        assert!(matches!(parse_batch(deep.as_bytes()), Err(BatchError::Malformed(_))));
+        assert!(matches!(
+            parse_batch(deep.as_bytes()),
+            Err(BatchError::Malformed(_))
+        ));
     }
 }

@@ -116,7 +116,9 @@ impl ChannelName {
         }
         let mut keys = Vec::with_capacity(2 + name.matches('/').count());
         keys.push(name.to_owned());
-        let parent_end = name.rfind('/').expect("a valid channel name starts with '/'");
+        let parent_end = name
+            .rfind('/')
+            .expect("a valid channel name starts with '/'");
         let parent = &name[..parent_end];
         keys.push(format!("{parent}/*"));
         // `/**` patterns of every ancestor, nearest first.
@@ -126,7 +128,9 @@ impl ChannelName {
             if end == 0 {
                 break;
             }
-            end = name[..end].rfind('/').expect("ancestors of a valid name start with '/'");
+            end = name[..end]
+                .rfind('/')
+                .expect("ancestors of a valid name start with '/'");
         }
         keys
     }
@@ -182,7 +186,15 @@ mod tests {
 
     #[test]
     fn accepts_the_cometd_character_set() {
-        for raw in ["/a", "/chat/room1", "/a b/c", "/x/!#$()+-.@_{~}", "/a/*", "/a/**", "/**"] {
+        for raw in [
+            "/a",
+            "/chat/room1",
+            "/a b/c",
+            "/x/!#$()+-.@_{~}",
+            "/a/*",
+            "/a/**",
+            "/**",
+        ] {
             assert_eq!(name(raw).as_str(), raw);
         }
     }
@@ -190,7 +202,10 @@ mod tests {
     #[test]
     fn trims_one_trailing_slash() {
         assert_eq!(name("/foo/").as_str(), "/foo");
-        assert_eq!(ChannelName::parse("/foo//"), Err(InvalidChannel::EmptySegment));
+        assert_eq!(
+            ChannelName::parse("/foo//"),
+            Err(InvalidChannel::EmptySegment)
+        );
     }
 
     #[test]
@@ -252,13 +267,19 @@ mod tests {
 
     #[test]
     fn subscribers_keys_agree_with_matches() {
-        let patterns = ["/a", "/a/b", "/a/*", "/a/**", "/a/b/*", "/a/b/**", "/*", "/**", "/b/*"];
+        let patterns = [
+            "/a", "/a/b", "/a/*", "/a/**", "/a/b/*", "/a/b/**", "/*", "/**", "/b/*",
+        ];
         for channel in ["/a", "/a/b", "/a/b/c", "/ab", "/b/a"] {
             let channel = name(channel);
             let keys = channel.subscribers_keys();
             for pattern in patterns {
                 let by_keys = keys.iter().any(|k| k == pattern);
-                assert_eq!(by_keys, name(pattern).matches(&channel), "{pattern} vs {channel}");
+                assert_eq!(
+                    by_keys,
+                    name(pattern).matches(&channel),
+                    "{pattern} vs {channel}"
+                );
             }
         }
     }

@@ -31,7 +31,9 @@ pub const BAYEUX_VERSION: &str = "1.0";
 /// numeric ids, and the reply echoes the same JSON value either way.
 pub fn is_valid_message_id(id: &serde_json::Value) -> bool {
     match id {
-        serde_json::Value::String(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()),
+        serde_json::Value::String(s) => {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric())
+        }
         serde_json::Value::Number(n) => n.is_u64() || n.is_i64(),
         _ => false,
     }

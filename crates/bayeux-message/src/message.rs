@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn accessors_read_well_typed_fields_only() {
-        let msg = message(json!({"channel": "/a", "id": "7", "clientId": 5, "advice": {"timeout": 0}}));
+        let msg =
+            message(json!({"channel": "/a", "id": "7", "clientId": 5, "advice": {"timeout": 0}}));
         assert_eq!(msg.channel(), Some("/a"));
         assert_eq!(msg.id(), Some(&json!("7")));
         assert_eq!(msg.client_id(), None);
@@ -199,7 +200,10 @@ mod tests {
         let b = message(json!({"channel": "/b", "data": "é"})).encode();
         let text = encode_batch(&[a, b]);
         let back: Value = serde_json::from_str(&text).expect("valid JSON");
-        assert_eq!(back, json!([{"channel": "/a"}, {"channel": "/b", "data": "é"}]));
+        assert_eq!(
+            back,
+            json!([{"channel": "/a"}, {"channel": "/b", "data": "é"}])
+        );
         assert_eq!(encode_batch(&[]), "[]");
     }
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::{ClientId, Message, EncodedMessage};
+use crate::{ClientId, EncodedMessage, Message};
 
 /// The reply to one request message: same `channel`, same `id`, plus `successful`.
 ///
@@ -230,8 +230,11 @@ mod tests {
 
     #[test]
     fn subscribe_refusal_echoes_subscription() {
-        let req = message(json!({"channel": "/meta/subscribe", "id": "2", "subscription": ["/a", "/b<"]}));
-        let reply = serde_json::to_value(Refusal::SubscriptionInvalid.reply_to(&req)).expect("json");
+        let req = message(
+            json!({"channel": "/meta/subscribe", "id": "2", "subscription": ["/a", "/b<"]}),
+        );
+        let reply =
+            serde_json::to_value(Refusal::SubscriptionInvalid.reply_to(&req)).expect("json");
         assert_eq!(
             reply,
             json!({"channel": "/meta/subscribe", "id": "2", "successful": false,

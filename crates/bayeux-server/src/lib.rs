@@ -1,1 +1,32 @@
-//! TODO
+//! The async driver of the Bayeux engine, and the API an application uses from Rust.
+//!
+//! [`Server`] wraps a [`bayeux_core::Engine`]: it supplies the clock and random ids, awaits
+//! held connects until their deadline or release, sweeps expired sessions in the background,
+//! and lets application code publish and watch sessions. Transports call
+//! [`Server::handle`] and [`Server::wait_hold`].
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use bayeux_server::Server;
+//!
+//! let server = Server::builder()
+//!     .on_session_added(|cid| println!("hello {cid}"))
+//!     .build();
+//! server.publish("/news", serde_json::json!({"headline": "up"})).unwrap();
+//! # }
+//! ```
+//!
+//! # Layout
+//! - `server`: [`Server`] and [`ServerBuilder`].
+//! - `ids`: [`RandomIds`], session and browser ids from the OS random generator.
+
+mod ids;
+mod server;
+
+pub use bayeux_core::{
+    BrowserId, EngineConfig, HoldEnd, Outcome, QueueFullPolicy, RemovalReason, RequestContext,
+    RequestError, SessionListener, TransportKind,
+};
+pub use bayeux_message::{ClientId, EncodedMessage, Refusal};
+pub use ids::RandomIds;
+pub use server::{PublishError, Server, ServerBuilder};

@@ -1,1 +1,106 @@
-fn main() {}
+//! `bayeuxd`: a CometD-compatible Bayeux server.
+//!
+//! Serves the Bayeux endpoint (default `http://127.0.0.1:8080/cometd`) with options from flags
+//! or a TOML file, logs through `RUST_LOG`, and shuts down gracefully on Ctrl-C or SIGTERM:
+//! held connects are answered with advice to reconnect, never cut.
+//!
+//! # Layout
+//! - `options`: flags and the config file, with CometD's names and defaults.
+//! - `main`: logging, the HTTP server, signals.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use bayeux_actix::Cometd;
+use bayeux_server::Server;
+use clap::Parser;
+
+mod options;
+
+use options::{Options, Settings};
+
+fn main() -> ExitCode {
+    let settings = match Options::parse().load() {
+        Ok(settings) => settings,
+        Err(why) => {
+            eprintln!("bayeuxd: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match actix_web::rt::System::new().block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("bayeuxd: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> std::io::Result<()> {
+    let server = Server::builder()
+        .config(settings.engine)
+        .sweep_period(settings.sweep_period)
+        .build();
+    let endpoint = Cometd::new(server.clone()).transport_config(settings.transport);
+    let path = settings.path;
+    let mount = path.clone();
+    let mut http = HttpServer::new(move || {
+        App::new()
+            .service(endpoint.clone().scope(&mount))
+            .route("/", web::get().to(index))
+    })
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(&settings.bind)?;
+    if let Some(workers) = settings.workers {
+        http = http.workers(workers);
+    }
+    for addr in http.addrs() {
+        // Tests and scripts read this line to learn the port.
+        println!("bayeuxd listening on http://{addr}{path}");
+    }
+    std::io::stdout().flush()?;
+
+    let running = http.run();
+    let handle = running.handle();
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: answering held connects");
+        server.shutdown();
+        // Give released connects a moment to be written before connections close.
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        handle.stop(true).await;
+    });
+    running.await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain;charset=UTF-8")
+        .body("bayeuxd: a CometD-compatible Bayeux server. Point a CometD client at the Bayeux endpoint.\n")
+}

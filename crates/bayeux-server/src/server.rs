@@ -1,0 +1,353 @@
+//! [`Server`]: the engine plus a clock, timers and a background sweeper.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bayeux_core::{
+    Engine, EngineConfig, Hold, HoldEnd, IdSource, Outcome, RemovalReason, RequestContext,
+    RequestError, SessionListener,
+};
+use bayeux_message::{ChannelName, ClientId, Message};
+use serde_json::Value;
+
+use crate::ids::RandomIds;
+
+/// A running Bayeux server. Cheap to clone: all clones share one engine.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+}
+
+/// Why a server-side publish was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Not a valid channel name.
+    InvalidChannel(String),
+    /// Meta, service and wildcard channels cannot be published to.
+    NotBroadcast(String),
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidChannel(name) => write!(f, "invalid channel name {name:?}"),
+            Self::NotBroadcast(name) => write!(f, "{name:?} is not a broadcast channel"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+impl Server {
+    /// Starts building a server with CometD's default options.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Processes a request's batch now. A held `/meta/connect` comes back in
+    /// [`Outcome::hold`]: pass it to [`Server::wait_hold`].
+    pub fn handle(
+        &self,
+        ctx: &RequestContext,
+        batch: Vec<Message>,
+    ) -> Result<Outcome, RequestError> {
+        let outcome = self.inner.engine.handle(now(), ctx, batch)?;
+        if let Some(cid) = &outcome.handshaken {
+            tracing::debug!(client_id = %cid, transport = ctx.transport.name(), "handshake");
+        }
+        Ok(outcome)
+    }
+
+    /// Waits until the held connect is released or reaches its deadline, then answers it.
+    ///
+    /// If this future is dropped first (the client went away), the hold is abandoned and the
+    /// session starts its expiry countdown, so nothing leaks.
+    pub async fn wait_hold(&self, hold: Hold) -> HoldEnd {
+        let guard = AbandonOnDrop {
+            engine: &self.inner.engine,
+            hold: Some(hold),
+        };
+        let hold_ref = guard.hold.as_ref().expect("set just above");
+        let deadline = tokio::time::Instant::from_std(hold_ref.deadline());
+        tokio::select! {
+            () = poll_fn(|cx| hold_ref.poll_released(cx)) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+        let hold = guard.disarm();
+        self.inner.engine.complete_hold(now(), hold)
+    }
+
+    /// Publishes `data` on a broadcast channel to every subscriber; returns how many sessions
+    /// it was queued for.
+    pub fn publish(&self, channel: &str, data: Value) -> Result<usize, PublishError> {
+        let name = ChannelName::parse(channel)
+            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        self.inner
+            .engine
+            .publish(&name, data)
+            .map_err(|_| PublishError::NotBroadcast(channel.to_owned()))
+    }
+
+    /// Disconnects a session; its held connect is answered with `reconnect: none`.
+    pub fn disconnect(&self, client_id: &str) -> bool {
+        self.inner.engine.disconnect_session(client_id)
+    }
+
+    /// Releases every held connect with advice to reconnect, and answers later connects at
+    /// once: call before stopping the HTTP server so no held request is cut.
+    pub fn shutdown(&self) {
+        self.inner.engine.shutdown();
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.engine.session_count()
+    }
+
+    /// The engine, for inspection (subscription counts, sessions).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+/// The engine's clock: Tokio's, so that tests with paused time move it too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Abandons the hold if the waiting future is dropped before it could answer.
+struct AbandonOnDrop<'a> {
+    engine: &'a Engine,
+    hold: Option<Hold>,
+}
+
+impl AbandonOnDrop<'_> {
+    fn disarm(mut self) -> Hold {
+        self.hold.take().expect("disarmed once")
+    }
+}
+
+impl Drop for AbandonOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(hold) = &self.hold {
+            self.engine.abandon_hold(now(), hold);
+        }
+    }
+}
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    config: EngineConfig,
+    sweep_period: Duration,
+    ids: Box<dyn IdSource>,
+    listeners: Vec<Arc<dyn SessionListener>>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            config: EngineConfig::default(),
+            sweep_period: Duration::from_millis(997),
+            ids: Box::new(RandomIds),
+            listeners: vec![Arc::new(LogSessions)],
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Engine options (timeout, interval, maxInterval, ...).
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How often expired sessions are looked for (`sweepPeriod`, 997 ms).
+    pub fn sweep_period(mut self, period: Duration) -> Self {
+        self.sweep_period = period;
+        self
+    }
+
+    /// Replaces the source of session and browser ids (tests use predictable ones).
+    pub fn ids(mut self, ids: impl IdSource + 'static) -> Self {
+        self.ids = Box::new(ids);
+        self
+    }
+
+    /// Adds a listener told of sessions added and removed.
+    pub fn session_listener(mut self, listener: impl SessionListener + 'static) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Calls `f` with the id of every new session.
+    pub fn on_session_added(self, f: impl Fn(&ClientId) + Send + Sync + 'static) -> Self {
+        self.session_listener(OnAdded(f))
+    }
+
+    /// Calls `f` with the id of every removed session and the reason.
+    pub fn on_session_removed(
+        self,
+        f: impl Fn(&ClientId, RemovalReason) + Send + Sync + 'static,
+    ) -> Self {
+        self.session_listener(OnRemoved(f))
+    }
+
+    /// Builds the server and starts its sweeper.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (actix-web's runtime is one).
+    pub fn build(self) -> Server {
+        let engine = Engine::new(self.config, self.ids, self.listeners);
+        let inner = Arc::new(Inner { engine });
+        tokio::spawn(sweep(Arc::downgrade(&inner), self.sweep_period));
+        Server { inner }
+    }
+}
+
+/// Removes expired sessions every `period`, until the server is dropped.
+async fn sweep(inner: Weak<Inner>, period: Duration) {
+    let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        inner.engine.sweep(now());
+    }
+}
+
+struct LogSessions;
+
+impl SessionListener for LogSessions {
+    fn session_added(&self, client_id: &ClientId) {
+        tracing::info!(client_id = %client_id, "session added");
+    }
+
+    fn session_removed(&self, client_id: &ClientId, reason: RemovalReason) {
+        tracing::info!(client_id = %client_id, ?reason, "session removed");
+    }
+}
+
+struct OnAdded<F>(F);
+
+impl<F: Fn(&ClientId) + Send + Sync> SessionListener for OnAdded<F> {
+    fn session_added(&self, client_id: &ClientId) {
+        (self.0)(client_id);
+    }
+}
+
+struct OnRemoved<F>(F);
+
+impl<F: Fn(&ClientId, RemovalReason) + Send + Sync> SessionListener for OnRemoved<F> {
+    fn session_removed(&self, client_id: &ClientId, reason: RemovalReason) {
+        (self.0)(client_id, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bayeux_core::{BrowserId, TransportKind};
+    use bayeux_message::parse_batch;
+    use serde_json::json;
+
+    use super::*;
+
+    fn ctx() -> RequestContext {
+        RequestContext::new(TransportKind::LongPolling).with_browser(Some(BrowserId::new("b")))
+    }
+
+    fn send(server: &Server, body: serde_json::Value) -> Outcome {
+        let batch = parse_batch(body.to_string().as_bytes()).expect("valid");
+        server.handle(&ctx(), batch).expect("accepted")
+    }
+
+    fn connected(server: &Server) -> String {
+        let outcome = send(server, json!([{"channel": "/meta/handshake", "id": "1"}]));
+        let cid = outcome.handshaken.expect("handshake").to_string();
+        send(
+            server,
+            json!([{"channel": "/meta/connect", "id": "2", "clientId": cid}]),
+        );
+        cid
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_connect_is_answered_at_timeout() {
+        let server = Server::builder().build();
+        let cid = connected(&server);
+        let outcome = send(
+            &server,
+            json!([{"channel": "/meta/connect", "id": "3", "clientId": cid}]),
+        );
+        let started = tokio::time::Instant::now();
+        let HoldEnd::Reply(messages) = server.wait_hold(outcome.hold.expect("held")).await else {
+            panic!("not superseded");
+        };
+        let held = started.elapsed();
+        assert!(
+            held >= Duration::from_secs(20) && held <= Duration::from_millis(20_002),
+            "{held:?}"
+        );
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            messages[0].decode().into_map(),
+            json!({"channel": "/meta/connect", "id": "3", "successful": true})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_waiter_abandons_the_hold_and_the_session_expires() {
+        let removed = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&removed);
+        let server = Server::builder()
+            .on_session_removed(move |cid, reason| {
+                seen.lock().unwrap().push((cid.to_string(), reason))
+            })
+            .build();
+        let cid = connected(&server);
+        let outcome = send(
+            &server,
+            json!([{"channel": "/meta/connect", "id": "3", "clientId": cid}]),
+        );
+        let waiting = server.wait_hold(outcome.hold.expect("held"));
+        // The client goes away one second into the hold: the handler future is dropped.
+        let _ = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+        assert_eq!(server.engine().browsers_holding(), 0);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert_eq!(server.session_count(), 0);
+        assert_eq!(*removed.lock().unwrap(), [(cid, RemovalReason::Timeout)]);
+    }
+
+    #[tokio::test]
+    async fn publish_from_rust_validates_the_channel() {
+        let server = Server::builder().build();
+        assert_eq!(server.publish("/news", json!(1)), Ok(0));
+        assert_eq!(
+            server.publish("news", json!(1)),
+            Err(PublishError::InvalidChannel("news".into()))
+        );
+        assert_eq!(
+            server.publish("/meta/connect", json!(1)),
+            Err(PublishError::NotBroadcast("/meta/connect".into()))
+        );
+    }
+}

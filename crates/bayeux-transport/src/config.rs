@@ -1,0 +1,116 @@
+//! Options of the HTTP transports, with Java CometD's names and defaults.
+
+/// Options of the transports.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// The browser cookie (`browserCookie*` options).
+    pub cookie: CookieConfig,
+    /// Largest request body accepted, in bytes (`maxMessageSize`; 1 MiB). Larger: HTTP 413.
+    pub max_message_size: usize,
+    /// Status of the response to a held connect replaced by a newer one
+    /// (`duplicateMetaConnectHttpResponseCode`, 500).
+    pub duplicate_meta_connect_code: u16,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            cookie: CookieConfig::default(),
+            max_message_size: 1024 * 1024,
+            duplicate_meta_connect_code: 500,
+        }
+    }
+}
+
+/// The cookie that tells which browser a request comes from.
+#[derive(Clone, Debug)]
+pub struct CookieConfig {
+    /// `browserCookieName` (`BAYEUX_BROWSER`).
+    pub name: String,
+    /// `browserCookiePath` (`/`).
+    pub path: String,
+    /// `browserCookieDomain` (none).
+    pub domain: Option<String>,
+    /// `browserCookieMaxAge` in seconds (none: a session cookie).
+    pub max_age: Option<u64>,
+    /// `browserCookieSecure`: add `Secure` when the request came over TLS (false).
+    pub secure: bool,
+    /// `browserCookieHttpOnly` (true).
+    pub http_only: bool,
+    /// `browserCookieSameSite`: `Strict`, `Lax` or `None` (not sent by default).
+    pub same_site: Option<String>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "BAYEUX_BROWSER".into(),
+            path: "/".into(),
+            domain: None,
+            max_age: None,
+            secure: false,
+            http_only: true,
+            same_site: None,
+        }
+    }
+}
+
+impl CookieConfig {
+    /// The `Set-Cookie` header value for `value`.
+    pub fn set_cookie(&self, value: &str, request_is_secure: bool) -> String {
+        let mut header = format!("{}={}; Path={}", self.name, value, self.path);
+        if let Some(domain) = &self.domain {
+            header.push_str("; Domain=");
+            header.push_str(domain);
+        }
+        if let Some(max_age) = self.max_age {
+            header.push_str(&format!("; Max-Age={max_age}"));
+        }
+        if self.secure && request_is_secure {
+            header.push_str("; Secure");
+        }
+        if self.http_only {
+            header.push_str("; HttpOnly");
+        }
+        if let Some(same_site) = &self.same_site {
+            header.push_str("; SameSite=");
+            header.push_str(same_site);
+        }
+        header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_cookie_is_http_only_on_root_path() {
+        let cookie = CookieConfig::default();
+        assert_eq!(
+            cookie.set_cookie("abc", false),
+            "BAYEUX_BROWSER=abc; Path=/; HttpOnly"
+        );
+    }
+
+    #[test]
+    fn every_attribute() {
+        let cookie = CookieConfig {
+            name: "B".into(),
+            path: "/app".into(),
+            domain: Some("example.org".into()),
+            max_age: Some(60),
+            secure: true,
+            http_only: false,
+            same_site: Some("Strict".into()),
+        };
+        assert_eq!(
+            cookie.set_cookie("v", true),
+            "B=v; Path=/app; Domain=example.org; Max-Age=60; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            cookie.set_cookie("v", false),
+            "B=v; Path=/app; Domain=example.org; Max-Age=60; SameSite=Strict"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The `long-polling` transport: one `POST` carries a batch; its response carries the replies.
+//!
+//! The URL suffix (`/cometd/connect`, `/cometd/handshake`, ...) is ignored: each message is
+//! routed by its `channel`. A `/meta/connect` alone in its request may be held; the response is
+//! then written when the engine releases it or at its deadline.
+
+use bayeux_message::{encode_batch, messages_from_value, parse_batch, BatchError, Message};
+use bayeux_server::{BrowserId, HoldEnd, RequestContext, RequestError, Server, TransportKind};
+use serde_json::Value;
+
+use crate::config::TransportConfig;
+
+/// What the transport needs from an HTTP `POST`.
+#[derive(Clone, Copy, Debug)]
+pub struct PostRequest<'a> {
+    /// The `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// The value of the browser cookie, if the request carried it.
+    pub browser_cookie: Option<&'a str>,
+    /// Whether the request came over TLS (for the cookie's `Secure` attribute).
+    pub secure: bool,
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// The HTTP response to write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type` of `body`.
+    pub content_type: &'static str,
+    /// The body: a JSON array of messages on success, a short plain-text reason otherwise.
+    pub body: String,
+    /// A `Set-Cookie` header value to send.
+    pub set_cookie: Option<String>,
+}
+
+/// Content type of every successful response.
+pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
+const TEXT_UTF8: &str = "text/plain;charset=UTF-8";
+
+impl HttpReply {
+    /// A plain-text error response.
+    pub fn error(status: u16, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: TEXT_UTF8,
+            body: reason.into(),
+            set_cookie: None,
+        }
+    }
+}
+
+/// Longest browser cookie value taken as is; anything else gets a fresh cookie.
+const MAX_COOKIE_LEN: usize = 128;
+
+/// Handles one long-polling `POST`.
+pub async fn handle_post(
+    server: &Server,
+    config: &TransportConfig,
+    req: PostRequest<'_>,
+) -> HttpReply {
+    if req.body.len() > config.max_message_size {
+        return HttpReply::error(413, "request body larger than maxMessageSize");
+    }
+    let batch = match read_batch(req.content_type, req.body) {
+        Ok(batch) => batch,
+        Err(reply) => return reply,
+    };
+    let known_browser = req.browser_cookie.filter(|v| {
+        !v.is_empty() && v.len() <= MAX_COOKIE_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+    });
+    let browser = match known_browser {
+        Some(value) => BrowserId::new(value),
+        None => server.engine().new_browser_id(),
+    };
+    let ctx = RequestContext::new(TransportKind::LongPolling).with_browser(Some(browser.clone()));
+    let outcome = match server.handle(&ctx, batch) {
+        Ok(outcome) => outcome,
+        Err(RequestError::Empty) => return HttpReply::error(400, "empty batch"),
+        Err(RequestError::HandshakeNotAlone) => {
+            return HttpReply::error(
+                500,
+                "protocol violation: handshake must be alone in its request",
+            )
+        }
+        Err(other) => return HttpReply::error(400, format!("{other:?}")),
+    };
+    let set_cookie = match (&outcome.handshaken, known_browser) {
+        (Some(_), None) => Some(config.cookie.set_cookie(browser.as_str(), req.secure)),
+        _ => None,
+    };
+    let mut messages = outcome.messages;
+    if let Some(hold) = outcome.hold {
+        match server.wait_hold(hold).await {
+            HoldEnd::Reply(later) => messages.extend(later),
+            HoldEnd::Superseded => {
+                return HttpReply::error(
+                    config.duplicate_meta_connect_code,
+                    "superseded by a newer /meta/connect",
+                )
+            }
+        }
+    }
+    HttpReply {
+        status: 200,
+        content_type: JSON_UTF8,
+        body: encode_batch(&messages),
+        set_cookie,
+    }
+}
+
+/// Parses the body by content type: JSON, or the spec's form-encoded `message=` parameters.
+fn read_batch(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Message>, HttpReply> {
+    let media_type = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|mt| mt.trim().to_ascii_lowercase());
+    let parsed = match media_type.as_deref() {
+        None | Some("application/json" | "text/json" | "text/plain") => parse_batch(body),
+        Some(mt) if mt.ends_with("+json") => parse_batch(body),
+        Some("application/x-www-form-urlencoded") => parse_form(body),
+        Some(other) => {
+            return Err(HttpReply::error(
+                415,
+                format!("unsupported content type {other:?}"),
+            ));
+        }
+    };
+    parsed.map_err(|e| HttpReply::error(400, e.to_string()))
+}
+
+/// Decodes every `message` parameter (each a JSON message or array) into one batch, in order.
+pub fn parse_form(body: &[u8]) -> Result<Vec<Message>, BatchError> {
+    let mut batch = Vec::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        if key != "message" {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(&value).map_err(|e| BatchError::Malformed(e.to_string()))?;
+        batch.extend(messages_from_value(value)?);
+    }
+    if batch.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn post<'a>(body: &'a [u8], cookie: Option<&'a str>) -> PostRequest<'a> {
+        PostRequest {
+            content_type: Some("application/json;charset=UTF-8"),
+            browser_cookie: cookie,
+            secure: false,
+            body,
+        }
+    }
+
+    fn body(reply: &HttpReply) -> Value {
+        serde_json::from_str(&reply.body).expect("JSON body")
+    }
+
+    #[tokio::test]
+    async fn handshake_sets_the_cookie_once() {
+        let server = Server::builder().build();
+        let config = TransportConfig::default();
+        let hs = br#"[{"channel":"/meta/handshake","id":"1","version":"1.0"}]"#;
+        let reply = handle_post(&server, &config, post(hs, None)).await;
+        assert_eq!(reply.status, 200);
+        let cookie = reply.set_cookie.expect("cookie set");
+        assert!(
+            cookie.starts_with("BAYEUX_BROWSER=") && cookie.ends_with("; Path=/; HttpOnly"),
+            "{cookie}"
+        );
+        let value = &cookie["BAYEUX_BROWSER=".len()..cookie.find(';').expect("attributes")];
+        let again = handle_post(&server, &config, post(hs, Some(value))).await;
+        assert_eq!(again.set_cookie, None);
+        assert_eq!(server.session_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_get_http_errors() {
+        let server = Server::builder().build();
+        let config = TransportConfig {
+            max_message_size: 64,
+            ..TransportConfig::default()
+        };
+        let cases: [(&[u8], u16); 5] = [
+            (b"[{", 400),
+            (b"", 400),
+            (b"[]", 400),
+            (b"[1]", 400),
+            (&[b' '; 65], 413),
+        ];
+        for (input, status) in cases {
+            let reply = handle_post(&server, &config, post(input, None)).await;
+            assert_eq!(reply.status, status, "{:?}", String::from_utf8_lossy(input));
+        }
+        let multipart = PostRequest {
+            content_type: Some("multipart/form-data; boundary=x"),
+            ..post(b"[]", None)
+        };
+        assert_eq!(handle_post(&server, &config, multipart).await.status, 415);
+        assert_eq!(server.session_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn handshake_mixed_with_other_messages_is_500() {
+        let server = Server::builder().build();
+        let body = br#"[{"channel":"/meta/handshake","id":"1"},{"channel":"/a","data":1}]"#;
+        let reply = handle_post(&server, &TransportConfig::default(), post(body, None)).await;
+        assert_eq!(reply.status, 500);
+        assert_eq!(server.session_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn form_encoded_message_parameters() {
+        let server = Server::builder().build();
+        let form =
+            "message=%5B%7B%22channel%22%3A%22%2Fmeta%2Fhandshake%22%2C%22id%22%3A%221%22%7D%5D";
+        let req = PostRequest {
+            content_type: Some("application/x-www-form-urlencoded"),
+            ..post(form.as_bytes(), None)
+        };
+        let reply = handle_post(&server, &TransportConfig::default(), req).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(body(&reply)[0]["successful"], json!(true));
+    }
+}

@@ -1,0 +1,284 @@
+//! Options from the command line and the TOML file, with CometD's names and defaults.
+//!
+//! One struct serves both: flags are the kebab-case form (`--max-interval`), file keys the
+//! camelCase form Java CometD uses (`maxInterval`). A flag overrides the file; the file
+//! overrides the default. Unknown file keys are refused, naming the key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bayeux_server::EngineConfig;
+use bayeux_transport::{CookieConfig, TransportConfig};
+use clap::Parser;
+use serde::Deserialize;
+
+/// A CometD-compatible Bayeux server.
+#[derive(Debug, Default, Deserialize, Parser)]
+#[command(version, about)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Options {
+    /// TOML file of options (CometD names: `timeout`, `maxInterval`, ...).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free one.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Mount path of the Bayeux endpoint [default: /cometd].
+    #[arg(long)]
+    pub path: Option<String>,
+    /// HTTP worker threads [default: one per core].
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// Milliseconds a /meta/connect is held [default: 20000].
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Milliseconds the client waits between connects [default: 0].
+    #[arg(long)]
+    pub interval: Option<u64>,
+    /// Milliseconds without a connect before a session expires [default: 10000].
+    #[arg(long)]
+    pub max_interval: Option<u64>,
+    /// Milliseconds between sweeps for expired sessions [default: 997].
+    #[arg(long)]
+    pub sweep_period: Option<u64>,
+    /// Messages queued per session; the oldest is dropped beyond [default: 10000].
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long)]
+    pub max_message_size: Option<usize>,
+    /// Held connects per browser; negative is unlimited [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_sessions_per_browser: Option<i32>,
+    /// Poll interval advised to a browser's extra sessions, ms [default: 2000].
+    #[arg(long)]
+    pub multi_session_interval: Option<u64>,
+    /// Accept a clientId without its browser cookie [default: false].
+    #[arg(long)]
+    pub trust_client_session: Option<bool>,
+    /// Deliver only in /meta/connect replies [default: false].
+    #[arg(long)]
+    pub meta_connect_deliver_only: Option<bool>,
+    /// A publisher subscribed to its channel receives its own message [default: true].
+    #[arg(long)]
+    pub broadcast_to_publisher: Option<bool>,
+    /// Add maxInterval to advice [default: false].
+    #[arg(long)]
+    pub handshake_reconnect: Option<bool>,
+    /// HTTP status of a held connect superseded by a newer one [default: 500].
+    #[arg(long)]
+    pub duplicate_meta_connect_http_response_code: Option<u16>,
+
+    /// Name of the browser cookie [default: BAYEUX_BROWSER].
+    #[arg(long)]
+    pub browser_cookie_name: Option<String>,
+    /// Path of the browser cookie [default: /].
+    #[arg(long)]
+    pub browser_cookie_path: Option<String>,
+    /// Domain of the browser cookie [default: none].
+    #[arg(long)]
+    pub browser_cookie_domain: Option<String>,
+    /// Max-Age of the browser cookie in seconds [default: none, a session cookie].
+    #[arg(long)]
+    pub browser_cookie_max_age: Option<u64>,
+    /// Mark the cookie Secure on TLS requests [default: false].
+    #[arg(long)]
+    pub browser_cookie_secure: Option<bool>,
+    /// Mark the cookie HttpOnly [default: true].
+    #[arg(long)]
+    pub browser_cookie_http_only: Option<bool>,
+    /// SameSite attribute of the cookie: Strict, Lax or None [default: not sent].
+    #[arg(long)]
+    pub browser_cookie_same_site: Option<String>,
+}
+
+/// Everything `bayeuxd` needs to start, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    pub bind: String,
+    pub path: String,
+    pub workers: Option<usize>,
+    pub sweep_period: Duration,
+    pub engine: EngineConfig,
+    pub transport: TransportConfig,
+}
+
+impl Options {
+    /// Reads the file named by `--config` (if any) under the command-line options.
+    pub fn load(self) -> Result<Settings, String> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str::<Options>(&text)
+                    .map_err(|e| format!("{}: {}", path.display(), e.message()))?
+            }
+            None => Options::default(),
+        };
+        self.over(file).resolve()
+    }
+
+    /// `self`'s values where set, `base`'s otherwise.
+    fn over(self, base: Options) -> Options {
+        macro_rules! pick {
+            ($($field:ident),*) => { Options { config: self.config, $($field: self.$field.or(base.$field)),* } };
+        }
+        pick!(
+            bind,
+            path,
+            workers,
+            timeout,
+            interval,
+            max_interval,
+            sweep_period,
+            max_queue,
+            max_message_size,
+            max_sessions_per_browser,
+            multi_session_interval,
+            trust_client_session,
+            meta_connect_deliver_only,
+            broadcast_to_publisher,
+            handshake_reconnect,
+            duplicate_meta_connect_http_response_code,
+            browser_cookie_name,
+            browser_cookie_path,
+            browser_cookie_domain,
+            browser_cookie_max_age,
+            browser_cookie_secure,
+            browser_cookie_http_only,
+            browser_cookie_same_site
+        )
+    }
+
+    fn resolve(self) -> Result<Settings, String> {
+        let ms = Duration::from_millis;
+        let defaults = EngineConfig::default();
+        let engine = EngineConfig {
+            timeout: self.timeout.map_or(defaults.timeout, ms),
+            interval: self.interval.map_or(defaults.interval, ms),
+            max_interval: self.max_interval.map_or(defaults.max_interval, ms),
+            max_queue: self.max_queue.unwrap_or(defaults.max_queue),
+            broadcast_to_publisher: self
+                .broadcast_to_publisher
+                .unwrap_or(defaults.broadcast_to_publisher),
+            meta_connect_deliver_only: self
+                .meta_connect_deliver_only
+                .unwrap_or(defaults.meta_connect_deliver_only),
+            max_sessions_per_browser: self
+                .max_sessions_per_browser
+                .unwrap_or(defaults.max_sessions_per_browser),
+            multi_session_interval: self
+                .multi_session_interval
+                .map_or(defaults.multi_session_interval, ms),
+            trust_client_session: self
+                .trust_client_session
+                .unwrap_or(defaults.trust_client_session),
+            handshake_reconnect: self
+                .handshake_reconnect
+                .unwrap_or(defaults.handshake_reconnect),
+            ..defaults
+        };
+        let cookie_defaults = CookieConfig::default();
+        let transport_defaults = TransportConfig::default();
+        let duplicate = self
+            .duplicate_meta_connect_http_response_code
+            .unwrap_or(transport_defaults.duplicate_meta_connect_code);
+        if !(400..=599).contains(&duplicate) {
+            return Err(format!(
+                "duplicateMetaConnectHttpResponseCode must be an HTTP error status (400-599), not {duplicate}"
+            ));
+        }
+        if let Some(same_site) = &self.browser_cookie_same_site {
+            if !["Strict", "Lax", "None"].contains(&same_site.as_str()) {
+                return Err(format!(
+                    "browserCookieSameSite must be Strict, Lax or None, not {same_site:?}"
+                ));
+            }
+        }
+        let transport = TransportConfig {
+            cookie: CookieConfig {
+                name: self.browser_cookie_name.unwrap_or(cookie_defaults.name),
+                path: self.browser_cookie_path.unwrap_or(cookie_defaults.path),
+                domain: self.browser_cookie_domain,
+                max_age: self.browser_cookie_max_age,
+                secure: self.browser_cookie_secure.unwrap_or(cookie_defaults.secure),
+                http_only: self
+                    .browser_cookie_http_only
+                    .unwrap_or(cookie_defaults.http_only),
+                same_site: self.browser_cookie_same_site,
+            },
+            max_message_size: self
+                .max_message_size
+                .unwrap_or(transport_defaults.max_message_size),
+            duplicate_meta_connect_code: duplicate,
+        };
+        let path = self.path.unwrap_or_else(|| "/cometd".into());
+        if !path.starts_with('/') || path.len() < 2 {
+            return Err(format!(
+                "path must start with '/' and name a mount point, not {path:?}"
+            ));
+        }
+        Ok(Settings {
+            bind: self.bind.unwrap_or_else(|| "127.0.0.1:8080".into()),
+            path: path.trim_end_matches('/').to_owned(),
+            workers: self.workers,
+            sweep_period: self.sweep_period.map_or(ms(997), ms),
+            engine,
+            transport,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_uses_cometd_names_and_flags_win() {
+        let file: Options =
+            toml::from_str("timeout = 30000\nmaxInterval = 5000\nbrowserCookieName = \"B\"")
+                .expect("valid file");
+        let cli = Options::parse_from(["bayeuxd", "--timeout", "1000"]);
+        let settings = cli.over(file).resolve().expect("valid");
+        assert_eq!(settings.engine.timeout, Duration::from_secs(1));
+        assert_eq!(settings.engine.max_interval, Duration::from_secs(5));
+        assert_eq!(settings.transport.cookie.name, "B");
+        assert_eq!(settings.bind, "127.0.0.1:8080");
+        assert_eq!(settings.path, "/cometd");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_named() {
+        let err = toml::from_str::<Options>("maxIntervall = 5").expect_err("unknown key");
+        assert!(err.message().contains("maxIntervall"), "{}", err.message());
+    }
+
+    #[test]
+    fn defaults_are_cometds() {
+        let settings = Options::default().resolve().expect("valid");
+        assert_eq!(settings.engine.timeout, Duration::from_millis(20_000));
+        assert_eq!(settings.engine.interval, Duration::ZERO);
+        assert_eq!(settings.engine.max_interval, Duration::from_millis(10_000));
+        assert_eq!(settings.sweep_period, Duration::from_millis(997));
+        assert_eq!(settings.transport.duplicate_meta_connect_code, 500);
+        assert_eq!(settings.transport.cookie.name, "BAYEUX_BROWSER");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let cli = Options::parse_from([
+            "bayeuxd",
+            "--duplicate-meta-connect-http-response-code",
+            "200",
+        ]);
+        assert!(cli
+            .resolve()
+            .unwrap_err()
+            .contains("duplicateMetaConnectHttpResponseCode"));
+        let cli = Options::parse_from(["bayeuxd", "--path", "cometd"]);
+        assert!(cli.resolve().unwrap_err().contains("path"));
+    }
+}
