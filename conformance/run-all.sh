@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: formatting and lints, Rust unit and wire
+# tests, then the official CometD JavaScript client against bayeuxd in Node.
+# Installs what it needs (the npm packages of conformance/node; Node.js itself when missing and
+# running as root on Debian).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing Node.js and npm (Debian packages)"
+    apt-get update -qq && apt-get install -y -qq nodejs npm
+  else
+    echo "Node.js and npm are needed for the official-client suite: install them (e.g. apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "building bayeuxd (the wire tests and the Node suite run the real binary)"
+cargo build -p bayeuxd --quiet
+export BAYEUXD_BIN="$PWD/target/debug/bayeuxd"
+
+step "cargo test (unit, engine scenarios, wire conformance over HTTP)"
+cargo test --workspace
+
+step "official CometD client in Node (conformance/node)"
+(
+  cd conformance/node
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  npm test
+)
