@@ -315,7 +315,7 @@ export class Collector {
     });
   }
 
-  /** Resolves when a message whose data deep-contains `data`'s keys matches, e.g. a fence. */
+  /** Resolves when some received message's `data` satisfies `predicate` (e.g. a fence). */
   waitForData(predicate, timeout = 5000, what = `a matching message on ${this.name}`) {
     return this.waitUntil((messages) => messages.some((m) => predicate(m.data)), timeout, what);
   }
@@ -341,6 +341,11 @@ export class TestClient {
   /** Every message the /meta/connect listener saw. */
   connects = [];
 
+  /**
+   * `browser`: a Browser (jar) to share with other clients; omitted = a new jar of its own;
+   * null = the process-wide jar (what stock cometd-nodejs-client gives every client).
+   * `config`: extra CometD configure() options.
+   */
   constructor({ url, name, browser, config = {} } = {}) {
     if (!url) throw new Error('TestClient needs a url');
     this.name = name || `client-${++TestClient.#count}`;

@@ -195,7 +195,10 @@ impl Client {
 
     /// The next message id, as the decimal string the JS client uses.
     pub fn next_id(&self) -> String {
-        self.inner.next_id.fetch_add(1, Ordering::Relaxed).to_string()
+        self.inner
+            .next_id
+            .fetch_add(1, Ordering::Relaxed)
+            .to_string()
     }
 
     /// Sends `req` with this tab's cookie and stores any browser cookie the response sets.
@@ -203,7 +206,11 @@ impl Client {
         self.send_notify(req, None).await
     }
 
-    async fn send_notify(&self, mut req: Request, written: Option<oneshot::Sender<()>>) -> Response {
+    async fn send_notify(
+        &self,
+        mut req: Request,
+        written: Option<oneshot::Sender<()>>,
+    ) -> Response {
         if let Some(value) = self.cookie() {
             req = req.header("Cookie", &format!("{}={value}", self.inner.cookie_name));
         }
@@ -305,12 +312,20 @@ impl Client {
     pub async fn handshake(&self) -> Value {
         let id = self.next_id();
         let ex = self
-            .post_to("/handshake", id.clone(), &json!([Client::handshake_message(&id)]))
+            .post_to(
+                "/handshake",
+                id.clone(),
+                &json!([Client::handshake_message(&id)]),
+            )
             .await;
         let msgs = ex.ok();
         assert_eq!(msgs.len(), 1, "handshake response: {msgs:?}");
         let reply = msgs[0].clone();
-        assert_eq!(reply["successful"], json!(true), "handshake failed: {reply}");
+        assert_eq!(
+            reply["successful"],
+            json!(true),
+            "handshake failed: {reply}"
+        );
         assert_eq!(reply["id"], json!(id), "handshake reply id: {reply}");
         let cid = reply["clientId"]
             .as_str()
@@ -338,7 +353,11 @@ impl Client {
     pub async fn first_connect(&self) -> Exchange {
         let ex = self.connect_with_advice(json!({"timeout": 0})).await;
         let last = ex.ok().last().cloned().unwrap_or_default();
-        assert_eq!(last["channel"], json!("/meta/connect"), "first connect: {last}");
+        assert_eq!(
+            last["channel"],
+            json!("/meta/connect"),
+            "first connect: {last}"
+        );
         assert_eq!(last["successful"], json!(true), "first connect: {last}");
         ex
     }
@@ -377,7 +396,12 @@ impl Client {
         let ex = self.connect_with_advice(json!({"timeout": 0})).await;
         let mut msgs = ex.ok().to_vec();
         let reply = msgs.pop().unwrap_or_default();
-        assert_eq!(reply["id"], json!(ex.id), "connect reply must come last: {:?}", ex.messages);
+        assert_eq!(
+            reply["id"],
+            json!(ex.id),
+            "connect reply must come last: {:?}",
+            ex.messages
+        );
         assert_eq!(reply["channel"], json!("/meta/connect"), "{reply}");
         assert_eq!(reply["successful"], json!(true), "{reply}");
         msgs
@@ -396,20 +420,17 @@ impl Client {
     }
 
     /// Subscribes and asserts the exact successful reply (and no piggy-backed deliveries).
-    #[track_caller]
-    pub fn subscribe_ok(&self, subscription: Value) -> impl std::future::Future<Output = ()> + '_ {
-        async move {
-            let ex = self.subscribe(subscription.clone()).await;
-            assert_messages(
-                ex.ok(),
-                &[json!({
-                    "id": ex.id,
-                    "channel": "/meta/subscribe",
-                    "subscription": subscription,
-                    "successful": true,
-                })],
-            );
-        }
+    pub async fn subscribe_ok(&self, subscription: Value) {
+        let ex = self.subscribe(subscription.clone()).await;
+        assert_messages(
+            ex.ok(),
+            &[json!({
+                "id": ex.id,
+                "channel": "/meta/subscribe",
+                "subscription": subscription,
+                "successful": true,
+            })],
+        );
     }
 
     /// Sends `/meta/unsubscribe` for `subscription`.

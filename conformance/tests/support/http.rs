@@ -81,7 +81,10 @@ impl Request {
 
     /// The exact bytes this request puts on the wire.
     pub fn to_bytes(&self, addr: SocketAddr) -> Vec<u8> {
-        let mut head = format!("{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n", self.method, self.path);
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n",
+            self.method, self.path
+        );
         for (name, value) in &self.headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
@@ -181,7 +184,9 @@ pub async fn send_bytes(
             Err(read_err) => match write_result {
                 Err(write_err) => Err(io::Error::new(
                     read_err.kind(),
-                    format!("write failed ({write_err}), then reading the response failed ({read_err})"),
+                    format!(
+                        "write failed ({write_err}), then reading the response failed ({read_err})"
+                    ),
                 )),
                 Ok(()) => Err(read_err),
             },
@@ -235,7 +240,10 @@ impl Reader<'_> {
             if !self.fill().await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("connection closed after {} of {n} body bytes", self.buf.len()),
+                    format!(
+                        "connection closed after {} of {n} body bytes",
+                        self.buf.len()
+                    ),
                 ));
             }
         }

@@ -18,7 +18,5 @@ pub mod bayeux;
 pub mod http;
 pub mod server;
 
-pub use bayeux::{
-    assert_handshake_reply, assert_messages, check_client_id, Client, Exchange, Pending, Witness,
-};
+pub use bayeux::{assert_handshake_reply, assert_messages, check_client_id, Client, Witness};
 pub use server::TestServer;

@@ -90,6 +90,22 @@ impl TestServer {
         &self.path
     }
 
+    /// Sends SIGTERM and waits (bounded) for the process to exit; returns its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("bayeuxd already exited");
+        let kill = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("bayeuxd did not exit within 10 s of SIGTERM")
+            .expect("wait for bayeuxd")
+    }
+
     /// Everything the server wrote to stderr so far (capped).
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().expect("stderr buffer lock")).into_owned()
@@ -114,7 +130,10 @@ impl Drop for TestServer {
 fn binary_path() -> PathBuf {
     let path = match std::env::var_os("BAYEUXD_BIN") {
         Some(bin) => PathBuf::from(bin),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/bayeuxd")),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/debug/bayeuxd"
+        )),
     };
     if !path.is_file() {
         panic!(

@@ -23,6 +23,9 @@ use crate::listener::{RemovalReason, SessionListener};
 use crate::session::Session;
 use crate::subscriptions::SubscriptionIndex;
 
+/// Least `interval` advised to clients while the server shuts down.
+pub const SHUTDOWN_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where a request comes from.
 #[derive(Clone, Debug)]
 pub struct RequestContext {
@@ -487,10 +490,18 @@ impl Engine {
     }
 
     /// Full advice for a connect reply: the effective interval and the server's timeout.
+    ///
+    /// While shutting down, the interval is at least [`SHUTDOWN_RETRY_INTERVAL`]: released
+    /// clients come back after the server is gone (and fail over or re-handshake) instead of
+    /// spinning on immediate replies in the meantime.
     pub(crate) fn connect_advice(&self, st: &crate::session::SessionState) -> Advice {
+        let mut interval = st.interval;
+        if self.shutting_down.load(Ordering::Relaxed) {
+            interval = interval.max(SHUTDOWN_RETRY_INTERVAL);
+        }
         Advice {
             reconnect: Some(Reconnect::Retry),
-            interval: Some(millis(st.interval)),
+            interval: Some(millis(interval)),
             timeout: Some(millis(self.config.timeout)),
             max_interval: self
                 .config

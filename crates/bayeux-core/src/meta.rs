@@ -103,7 +103,9 @@ impl Engine {
         }
         if answer_now {
             let mut reply = Reply::success(&msg);
-            if std::mem::take(&mut st.readvise) || std::mem::take(&mut st.multiple_clients) {
+            let shutting_down = self.shutting_down.load(Ordering::Relaxed);
+            let readvise = std::mem::take(&mut st.readvise);
+            if readvise || std::mem::take(&mut st.multiple_clients) || shutting_down {
                 reply.advice = Some(self.connect_advice(&st));
             }
             st.expire_at = now + st.interval + self.config.max_interval;

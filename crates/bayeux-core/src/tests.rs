@@ -722,7 +722,17 @@ fn shutdown_releases_holds_with_advice() {
         h.complete(hold),
         [
             json!({"channel": "/meta/connect", "id": "3", "successful": true,
-            "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})
+            "advice": {"reconnect": "retry", "interval": 1000, "timeout": 20000}})
+        ]
+    );
+    // A connect arriving during shutdown is answered at once, with the same back-off advice.
+    let (replies, hold) = h.connect(&cid, None);
+    assert!(hold.is_none());
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/meta/connect", "id": "4", "successful": true,
+            "advice": {"reconnect": "retry", "interval": 1000, "timeout": 20000}})
         ]
     );
 }
