@@ -123,10 +123,16 @@ impl Client {
 
     /// Like [`Client::new`], for a server configured with another `--browser-cookie-name`.
     pub fn with_cookie_name(server: &TestServer, cookie_name: &str) -> Client {
+        Client::at(server.addr(), server.path(), cookie_name)
+    }
+
+    /// A new tab of a new browser, for a Bayeux endpoint at `addr` and `path` (a server embedded
+    /// in the test itself rather than a `bayeuxd` child).
+    pub fn at(addr: SocketAddr, path: &str, cookie_name: &str) -> Client {
         Client {
             inner: Arc::new(Inner {
-                addr: server.addr(),
-                path: server.path().to_string(),
+                addr,
+                path: path.to_string(),
                 cookie_name: cookie_name.to_string(),
                 jar: Arc::new(Mutex::new(None)),
                 client_id: Mutex::new(None),

@@ -12,7 +12,7 @@
 //!   session for "is the server still healthy" checks, and JSON assertion helpers.
 
 // Each test binary that includes this module uses only a subset of the helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod bayeux;
 pub mod http;

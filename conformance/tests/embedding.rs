@@ -1,0 +1,124 @@
+//! The Rust API of an embedded server, exercised over real HTTP: an actix-web application
+//! mounts the endpoint with one call, watches sessions come and go, and publishes from Rust to
+//! a long-polling client.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use bayeux_server::{RemovalReason, Server};
+use serde_json::json;
+
+use support::bayeux::BROWSER_COOKIE;
+use support::{assert_messages, Client};
+
+/// Session events as the application's listeners saw them.
+type Events = Arc<Mutex<Vec<String>>>;
+
+/// Starts an actix-web app embedding the server on its own thread; returns the server handle,
+/// its address and the listener log.
+fn embedded_app() -> (Server, SocketAddr, Events) {
+    let events: Events = Arc::default();
+    let (tx, rx) = mpsc::channel();
+    let log = Arc::clone(&events);
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let added = Arc::clone(&log);
+            let server = Server::builder()
+                .config(bayeux_server::EngineConfig {
+                    timeout: Duration::from_secs(5),
+                    ..Default::default()
+                })
+                .on_session_added(move |cid| added.lock().unwrap().push(format!("added {cid}")))
+                .on_session_removed(move |cid, reason| {
+                    log.lock()
+                        .unwrap()
+                        .push(format!("removed {cid} {reason:?}"))
+                })
+                .build();
+            let mounted = server.clone();
+            let http = HttpServer::new(move || {
+                App::new().service(bayeux_actix::scope("/cometd", mounted.clone()))
+            })
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .expect("bind loopback");
+            tx.send((server, http.addrs()[0])).expect("test is waiting");
+            http.run().await
+        })
+    });
+    let (server, addr) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("app starts");
+    (server, addr, events)
+}
+
+#[tokio::test]
+async fn publish_from_rust_reaches_a_held_long_poll() {
+    let (server, addr, _) = embedded_app();
+    let client = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    client.handshake().await;
+    client.first_connect().await;
+    client.subscribe_ok(json!("/news/*")).await;
+
+    let mut held = client.start_connect().await;
+    held.assert_pending_for(Duration::from_millis(200)).await;
+    let receivers = server
+        .publish("/news/today", json!({"headline": "up"}))
+        .expect("broadcast channel");
+    assert_eq!(receivers, 1);
+    let exchange = held.finish().await;
+    assert_messages(
+        exchange.ok(),
+        &[
+            json!({"channel": "/news/today", "data": {"headline": "up"}}),
+            json!({"channel": "/meta/connect", "id": exchange.id, "successful": true}),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn session_listeners_see_handshake_and_disconnect() {
+    let (server, addr, events) = embedded_app();
+    let client = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    client.handshake().await;
+    let cid = client.client_id();
+    assert_eq!(server.session_count(), 1);
+    let exchange = client.disconnect().await;
+    assert_eq!(exchange.ok()[0]["successful"], json!(true));
+    assert_eq!(server.session_count(), 0);
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            format!("added {cid}"),
+            format!("removed {cid} {:?}", RemovalReason::Disconnect)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn server_side_disconnect_answers_the_held_connect_with_reconnect_none() {
+    let (server, addr, events) = embedded_app();
+    let client = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    client.handshake().await;
+    client.first_connect().await;
+    let cid = client.client_id();
+    let mut held = client.start_connect().await;
+    held.assert_pending_for(Duration::from_millis(200)).await;
+    assert!(server.disconnect(&cid));
+    let exchange = held.finish().await;
+    assert_messages(
+        exchange.ok(),
+        &[
+            json!({"channel": "/meta/connect", "id": exchange.id, "successful": true,
+                 "advice": {"reconnect": "none"}}),
+        ],
+    );
+    assert_eq!(
+        events.lock().unwrap().last().cloned(),
+        Some(format!("removed {cid} Disconnect"))
+    );
+}
