@@ -26,9 +26,13 @@ use std::sync::Arc;
 
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, Scope};
-use bayeux_server::Server;
-use bayeux_transport::long_polling::{handle_post, HttpReply, PostRequest};
-use bayeux_transport::TransportConfig;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use bayeux_server::{Server, TransportKind};
+use bayeux_transport::callback_polling::{self, GetRequest};
+use bayeux_transport::long_polling::{handle_post, PostRequest};
+use bayeux_transport::websocket::{self, Inbound, Outbound};
+use bayeux_transport::{HttpOrigin, HttpReply, TransportConfig};
+use futures::StreamExt;
 
 /// A Bayeux endpoint ready to mount: the server plus the transport options.
 #[derive(Clone, Debug)]
@@ -51,7 +55,7 @@ impl Cometd {
         }
     }
 
-    /// Sets the transport options (cookie, `maxMessageSize`, ...).
+    /// Sets the transport options (cookie, `maxMessageSize`, websocket, JSONP).
     pub fn transport_config(mut self, config: TransportConfig) -> Self {
         self.config = Arc::new(config);
         self
@@ -67,13 +71,36 @@ impl Cometd {
             .service(
                 web::resource(["", "/{tail:.*}"])
                     .route(web::post().to(post))
+                    .route(web::get().to(get))
                     .route(web::method(Method::OPTIONS).to(options))
                     .default_service(web::to(unknown_transport)),
             )
     }
+
+    fn allows(&self, transport: TransportKind) -> bool {
+        self.server
+            .engine()
+            .config()
+            .transports
+            .contains(&transport)
+    }
 }
 
+fn origin<'a>(
+    req: &HttpRequest,
+    cookie: Option<&'a actix_web::cookie::Cookie<'a>>,
+) -> HttpOrigin<'a> {
+    HttpOrigin {
+        browser_cookie: cookie.map(|c| c.value()),
+        secure: req.connection_info().scheme() == "https",
+    }
+}
+
+/// `long-polling`.
 async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -> HttpResponse {
+    if !endpoint.allows(TransportKind::LongPolling) {
+        return respond(HttpReply::unknown_transport());
+    }
     let cookie = req.cookie(&endpoint.config.cookie.name);
     let content_type = req
         .headers()
@@ -81,11 +108,111 @@ async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -
         .and_then(|v| v.to_str().ok());
     let post = PostRequest {
         content_type,
-        browser_cookie: cookie.as_ref().map(|c| c.value()),
-        secure: req.connection_info().scheme() == "https",
+        origin: origin(&req, cookie.as_ref()),
         body: &body,
     };
     respond(handle_post(&endpoint.server, &endpoint.config, post).await)
+}
+
+/// `websocket` when the request asks for an upgrade, else `callback-polling` when it names a
+/// valid callback; anything else is no transport.
+async fn get(req: HttpRequest, payload: web::Payload, endpoint: web::Data<Cometd>) -> HttpResponse {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        return upgrade_websocket(&req, payload, endpoint.into_inner());
+    }
+    let Some(callback) = callback_polling::callback_name(req.query_string(), &endpoint.config)
+    else {
+        // Never echo a rejected callback: the body must not be a script anyone controls.
+        return respond(HttpReply::unknown_transport());
+    };
+    if !endpoint.allows(TransportKind::CallbackPolling) {
+        return respond(HttpReply::unknown_transport());
+    }
+    let cookie = req.cookie(&endpoint.config.cookie.name);
+    let get = GetRequest {
+        query: req.query_string(),
+        origin: origin(&req, cookie.as_ref()),
+    };
+    respond(callback_polling::handle_get(&endpoint.server, &endpoint.config, &callback, get).await)
+}
+
+fn upgrade_websocket(
+    req: &HttpRequest,
+    payload: web::Payload,
+    endpoint: Arc<Cometd>,
+) -> HttpResponse {
+    if !endpoint.allows(TransportKind::WebSocket) {
+        return respond(HttpReply::unknown_transport());
+    }
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if !endpoint.config.websocket.origin_allowed(origin) {
+        return respond(HttpReply::error(403, "websocket origin not allowed"));
+    }
+    let (response, session, stream) = match actix_ws::handle(req, payload) {
+        Ok(parts) => parts,
+        Err(err) => return err.error_response(),
+    };
+    let max = endpoint.config.max_message_size;
+    let inbound = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max)
+        .filter_map(|frame| {
+            std::future::ready(match frame {
+                Ok(AggregatedMessage::Text(text)) => Some(Inbound::Text(text.to_string())),
+                Ok(AggregatedMessage::Binary(_)) => Some(Inbound::Binary),
+                Ok(AggregatedMessage::Ping(payload)) => Some(Inbound::Ping(payload.to_vec())),
+                Ok(AggregatedMessage::Pong(_)) => None,
+                Ok(AggregatedMessage::Close(_)) => Some(Inbound::Close),
+                Err(ProtocolError::Overflow) => Some(Inbound::Overflow),
+                Err(_) => Some(Inbound::Error),
+            })
+        });
+    let outbound = futures::sink::unfold(session, |mut session, frame: Outbound| async move {
+        match frame {
+            Outbound::Text(text) => session.text(text).await?,
+            Outbound::Pong(payload) => session.pong(&payload).await?,
+            Outbound::Close(code, description) => {
+                let reason = CloseReason {
+                    code: CloseCode::from(code),
+                    description: Some(truncate(description, 120)),
+                };
+                session.clone().close(Some(reason)).await?;
+            }
+        }
+        Ok::<_, actix_ws::Closed>(session)
+    });
+    actix_web::rt::spawn(async move {
+        let outbound = std::pin::pin!(outbound);
+        websocket::serve(
+            endpoint.server.clone(),
+            &endpoint.config,
+            Box::pin(inbound),
+            outbound,
+        )
+        .await;
+    });
+    response
+}
+
+/// A close reason must fit a control frame (125 bytes with the code).
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 /// CORS preflight: the CometD client's JSON `POST`s are preflighted cross-origin.
@@ -97,7 +224,7 @@ async fn options() -> HttpResponse {
 
 /// Any method no transport accepts, as Java CometD answers it.
 async fn unknown_transport() -> HttpResponse {
-    respond(HttpReply::error(400, "Unknown Bayeux Transport"))
+    respond(HttpReply::unknown_transport())
 }
 
 fn respond(reply: HttpReply) -> HttpResponse {
@@ -145,7 +272,7 @@ mod tests {
     async fn other_methods_are_unknown_transports() {
         let server = Server::builder().build();
         let app = test::init_service(App::new().service(scope("/cometd", server))).await;
-        for method in [Method::GET, Method::PUT, Method::DELETE] {
+        for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
             let req = test::TestRequest::default()
                 .method(method.clone())
                 .uri("/cometd")

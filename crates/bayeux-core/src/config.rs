@@ -76,7 +76,8 @@ pub struct EngineConfig {
     /// Add `maxInterval` to advice so clients re-handshake after long outages
     /// (`handshakeReconnect`, false).
     pub handshake_reconnect: bool,
-    /// Transports offered in handshake replies, in the server's order of preference.
+    /// Transports allowed and offered in handshake replies (`allowedTransports`), in the
+    /// server's order of preference: websocket, long-polling, callback-polling.
     pub transports: Vec<TransportKind>,
 }
 
@@ -94,7 +95,11 @@ impl Default for EngineConfig {
             multi_session_interval: Duration::from_millis(2_000),
             trust_client_session: false,
             handshake_reconnect: false,
-            transports: vec![TransportKind::LongPolling],
+            transports: vec![
+                TransportKind::WebSocket,
+                TransportKind::LongPolling,
+                TransportKind::CallbackPolling,
+            ],
         }
     }
 }

@@ -5,7 +5,7 @@
 //! calls [`Engine::complete_hold`] for the reply. Sessions live in a sharded map and each has its
 //! own lock, so the engine is shared by reference between all request handlers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::config::{millis, EngineConfig, TransportKind};
 use crate::ids::{BrowserId, IdSource};
 use crate::listener::{RemovalReason, SessionListener};
-use crate::session::Session;
+use crate::session::{PusherSlot, Session};
 use crate::subscriptions::SubscriptionIndex;
 
 /// Least `interval` advised to clients while the server shuts down.
@@ -33,6 +33,11 @@ pub struct RequestContext {
     pub transport: TransportKind,
     /// The browser cookie of an HTTP request.
     pub browser: Option<BrowserId>,
+    /// The session a websocket connection is bound to (by its handshake or a resume).
+    pub bound_session: Option<ClientId>,
+    /// Only the bound session may be used (`ws.requireHandshakePerConnection`): a new
+    /// connection cannot resume a session by presenting its `clientId`.
+    pub require_bound_session: bool,
 }
 
 impl RequestContext {
@@ -41,6 +46,8 @@ impl RequestContext {
         Self {
             transport,
             browser: None,
+            bound_session: None,
+            require_bound_session: false,
         }
     }
 
@@ -121,6 +128,59 @@ impl Hold {
     }
 }
 
+/// A websocket connection's claim to push one session's deliveries. Dropping it detaches the
+/// connection; queued messages then wait for the next `/meta/connect`.
+#[derive(Debug)]
+pub struct Pusher {
+    session: Arc<Session>,
+    connection: u64,
+    deliver_only: bool,
+}
+
+impl Pusher {
+    /// The session whose deliveries this connection pushes.
+    pub fn client_id(&self) -> &ClientId {
+        self.session.client_id()
+    }
+
+    /// Ready with the queued deliveries, in order, once there are some. Stays pending while
+    /// deliveries go only with connect replies (`metaConnectDeliverOnly`), after another
+    /// connection took the session over, or once the session is gone.
+    pub fn poll_deliveries(&self, cx: &mut Context<'_>) -> Poll<Vec<EncodedMessage>> {
+        if self.deliver_only {
+            return Poll::Pending;
+        }
+        let mut st = self.session.lock();
+        if st.removed.is_some() {
+            return Poll::Pending;
+        }
+        let queue_ready = !st.queue.is_empty();
+        match st.pusher.as_mut() {
+            Some(slot) if slot.connection == self.connection => {
+                if !queue_ready {
+                    slot.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+            }
+            _ => return Poll::Pending,
+        }
+        Poll::Ready(st.queue.drain(..).collect())
+    }
+}
+
+impl Drop for Pusher {
+    fn drop(&mut self) {
+        let mut st = self.session.lock();
+        if st
+            .pusher
+            .as_ref()
+            .is_some_and(|p| p.connection == self.connection)
+        {
+            st.pusher = None;
+        }
+    }
+}
+
 /// The protocol engine. Share it by reference (`Arc<Engine>`).
 pub struct Engine {
     pub(crate) config: EngineConfig,
@@ -131,6 +191,7 @@ pub struct Engine {
     pub(crate) ids: Box<dyn IdSource>,
     pub(crate) listeners: Vec<Arc<dyn SessionListener>>,
     pub(crate) shutting_down: AtomicBool,
+    pub(crate) next_connection: AtomicU64,
 }
 
 /// One message's effect, before the response is assembled.
@@ -157,6 +218,7 @@ impl Engine {
             ids,
             listeners,
             shutting_down: AtomicBool::new(false),
+            next_connection: AtomicU64::new(1),
         }
     }
 
@@ -311,11 +373,7 @@ impl Engine {
             if Some(session.client_id()) == skip {
                 continue;
             }
-            session.enqueue(
-                delivery.clone(),
-                self.config.max_queue,
-                self.config.queue_full_policy,
-            );
+            session.enqueue(delivery.clone(), &self.config);
             count += 1;
         }
         count
@@ -349,7 +407,7 @@ impl Engine {
     }
 
     /// Forgets a held connect whose waiter went away without an answer (client gone): the
-    /// session then expires as if the connect had been answered now.
+    /// session then expires as if the connect had been answered at its deadline.
     pub fn abandon_hold(&self, now: Instant, hold: &Hold) {
         let mut st = hold.session.lock();
         if st
@@ -361,8 +419,26 @@ impl Engine {
             if let Some(browser) = &slot.browser {
                 self.release_browser_slot(browser);
             }
-            st.expire_at = now + st.interval + self.config.max_interval;
+            // As if the connect had been answered at its deadline: a client that went away
+            // mid-hold gets the same grace as one that stopped polling after a reply.
+            st.expire_at = slot.deadline.max(now) + st.interval + self.config.max_interval;
         }
+    }
+
+    /// Attaches a websocket connection to push `client_id`'s deliveries as they are queued,
+    /// replacing any connection attached before. `None` when the session does not exist.
+    pub fn attach_pusher(&self, client_id: &str) -> Option<Pusher> {
+        let session = self.session(client_id)?;
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        session.lock().pusher = Some(PusherSlot {
+            connection,
+            waker: None,
+        });
+        Some(Pusher {
+            session,
+            connection,
+            deliver_only: self.config.meta_connect_deliver_only,
+        })
     }
 
     /// Removes sessions that stopped connecting; returns how many. Call it every sweep period.
@@ -468,6 +544,11 @@ impl Engine {
         client_id: &str,
         ctx: &RequestContext,
     ) -> Option<Arc<Session>> {
+        if ctx.require_bound_session
+            && ctx.bound_session.as_ref().map(ClientId::as_str) != Some(client_id)
+        {
+            return None;
+        }
         let session = self
             .sessions
             .get(client_id)

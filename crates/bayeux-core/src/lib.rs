@@ -33,7 +33,7 @@ pub mod session;
 pub mod subscriptions;
 
 pub use config::{EngineConfig, QueueFullPolicy, TransportKind};
-pub use engine::{Engine, Hold, HoldEnd, Outcome, RequestContext, RequestError};
+pub use engine::{Engine, Hold, HoldEnd, Outcome, Pusher, RequestContext, RequestError};
 pub use ids::{BrowserId, IdSource, SequentialIds};
 pub use listener::{RemovalReason, SessionListener};
 pub use session::Session;

@@ -9,7 +9,7 @@ use bayeux_message::{
 };
 use serde_json::Value;
 
-use crate::config::millis;
+use crate::config::{millis, TransportKind};
 use crate::engine::{Engine, Hold, RequestContext, Step};
 use crate::session::{HoldSlot, Session};
 
@@ -61,6 +61,14 @@ impl Engine {
         let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
             return Step::Reply(Refusal::SessionUnknown.reply_to(&msg));
         };
+        let connection_type = msg.get("connectionType").and_then(Value::as_str);
+        if let Some(name) = connection_type {
+            let allowed =
+                TransportKind::from_name(name).is_some_and(|t| self.config.transports.contains(&t));
+            if !allowed {
+                return Step::Reply(Refusal::ConnectionTypeUnsupported.reply_to(&msg));
+            }
+        }
         let mut st = session.lock();
         if st.removed.is_some() {
             return Step::Reply(Refusal::SessionUnknown.reply_to(&msg));

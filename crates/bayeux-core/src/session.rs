@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message};
 
-use crate::config::QueueFullPolicy;
+use crate::config::{EngineConfig, QueueFullPolicy};
 use crate::ids::BrowserId;
 use crate::listener::RemovalReason;
 
@@ -43,6 +43,14 @@ pub(crate) struct SessionState {
     pub(crate) interval: Duration,
     pub(crate) next_ticket: u64,
     pub(crate) dropped: u64,
+    /// The websocket connection that pushes this session's deliveries as they are queued.
+    pub(crate) pusher: Option<PusherSlot>,
+}
+
+/// The connection attached to push a session's deliveries.
+pub(crate) struct PusherSlot {
+    pub(crate) connection: u64,
+    pub(crate) waker: Option<Waker>,
 }
 
 /// The `/meta/connect` a session has outstanding.
@@ -84,6 +92,7 @@ impl Session {
                 interval: Duration::ZERO,
                 next_ticket: 0,
                 dropped: 0,
+                pusher: None,
             }),
         }
     }
@@ -115,14 +124,16 @@ impl Session {
         subs
     }
 
-    /// Queues a message; wakes the held connect unless a request of this session is in progress.
-    pub(crate) fn enqueue(&self, msg: EncodedMessage, max_queue: usize, policy: QueueFullPolicy) {
+    /// Queues a message, then wakes whoever sends it: the websocket pusher when one is
+    /// attached, else the held connect (unless a request of this session is in progress and
+    /// its response may carry the message).
+    pub(crate) fn enqueue(&self, msg: EncodedMessage, config: &EngineConfig) {
         let mut st = self.lock();
         if st.removed.is_some() {
             return;
         }
-        if st.queue.len() >= max_queue.max(1) {
-            match policy {
+        if st.queue.len() >= config.max_queue.max(1) {
+            match config.queue_full_policy {
                 QueueFullPolicy::DropOldest => {
                     st.queue.pop_front();
                 }
@@ -130,10 +141,16 @@ impl Session {
             st.dropped += 1;
         }
         st.queue.push_back(msg);
-        if st.batch_depth == 0 {
-            if let Some(slot) = st.hold.as_mut() {
-                slot.release();
+        let batching = st.batch_depth > 0;
+        let st = &mut *st;
+        match (st.pusher.as_mut(), st.hold.as_mut()) {
+            (Some(pusher), _) if !config.meta_connect_deliver_only => {
+                if let Some(waker) = pusher.waker.take() {
+                    waker.wake();
+                }
             }
+            (_, Some(hold)) if !batching => hold.release(),
+            _ => {}
         }
     }
 

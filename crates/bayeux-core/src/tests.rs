@@ -190,7 +190,8 @@ fn handshake_reply_has_the_shape_the_js_client_needs() {
         replies,
         [
             json!({"channel": "/meta/handshake", "id": "1", "successful": true, "version": "1.0",
-            "minimumVersion": "1.0", "clientId": "c1", "supportedConnectionTypes": ["long-polling"],
+            "minimumVersion": "1.0", "clientId": "c1",
+            "supportedConnectionTypes": ["websocket", "long-polling", "callback-polling"],
             "advice": {"reconnect": "retry", "interval": 0, "timeout": 20000}})
         ]
     );
@@ -748,5 +749,190 @@ fn server_publish_reaches_subscribers() {
     assert_eq!(
         replies[0],
         json!({"channel": "/news/today", "data": "hello"})
+    );
+}
+
+fn ws() -> RequestContext {
+    RequestContext::new(TransportKind::WebSocket)
+}
+
+fn ws_send(h: &Harness, ctx: &RequestContext, batch: Vec<Value>) -> (Vec<Value>, Option<Hold>) {
+    let batch = batch.into_iter().map(msg).collect();
+    let outcome = h.engine.handle(h.now, ctx, batch).expect("valid request");
+    (values(&outcome.messages), outcome.hold)
+}
+
+fn poll_pusher(pusher: &crate::Pusher) -> Option<Vec<Value>> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match pusher.poll_deliveries(&mut cx) {
+        std::task::Poll::Ready(messages) => Some(values(&messages)),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[test]
+fn websocket_pushes_deliveries_while_the_connect_stays_held() {
+    let mut h = Harness::new();
+    let (replies, _) = ws_send(
+        &h,
+        &ws(),
+        vec![json!({"channel": "/meta/handshake", "id": "1"})],
+    );
+    let cid = replies[0]["clientId"].as_str().expect("cid").to_owned();
+    let pusher = h.engine.attach_pusher(&cid).expect("live session");
+    assert_eq!(poll_pusher(&pusher), None);
+    ws_send(
+        &h,
+        &ws(),
+        vec![
+            json!({"channel": "/meta/subscribe", "id": "2", "clientId": cid, "subscription": "/x"}),
+            json!({"channel": "/meta/connect", "id": "3", "clientId": cid, "advice": {"timeout": 0}}),
+        ],
+    );
+    // Over websocket a connect is held even when it shares its frame with other messages.
+    let (replies, hold) = ws_send(
+        &h,
+        &ws(),
+        vec![
+            json!({"channel": "/meta/connect", "id": "4", "clientId": cid}),
+            json!({"channel": "/y", "id": "5", "clientId": cid, "data": 0}),
+        ],
+    );
+    assert_eq!(
+        replies,
+        [json!({"channel": "/y", "id": "5", "successful": true})]
+    );
+    let hold = hold.expect("held");
+    let other = h.client();
+    h.publish(&other, "/x", json!(1));
+    assert!(hold.is_pending(), "a push does not answer the held connect");
+    assert_eq!(
+        poll_pusher(&pusher),
+        Some(vec![json!({"channel": "/x", "data": 1})])
+    );
+    assert_eq!(poll_pusher(&pusher), None);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(
+        h.complete(hold),
+        [json!({"channel": "/meta/connect", "id": "4", "successful": true})]
+    );
+}
+
+#[test]
+fn detached_websocket_leaves_deliveries_for_the_next_connect() {
+    let mut h = Harness::new();
+    let (replies, _) = ws_send(
+        &h,
+        &ws(),
+        vec![json!({"channel": "/meta/handshake", "id": "1"})],
+    );
+    let cid = replies[0]["clientId"].as_str().expect("cid").to_owned();
+    let pusher = h.engine.attach_pusher(&cid).expect("live session");
+    ws_send(
+        &h,
+        &ws(),
+        vec![
+            json!({"channel": "/meta/subscribe", "id": "2", "clientId": cid, "subscription": "/x"}),
+        ],
+    );
+    drop(pusher);
+    let other = h.client();
+    h.publish(&other, "/x", json!(1));
+    let resumed = h.engine.attach_pusher(&cid).expect("live session");
+    assert_eq!(
+        poll_pusher(&resumed),
+        Some(vec![json!({"channel": "/x", "data": 1})])
+    );
+}
+
+#[test]
+fn meta_connect_deliver_only_holds_pushes_back_for_the_connect() {
+    let mut h = Harness::with(|c| c.meta_connect_deliver_only = true);
+    let (replies, _) = ws_send(
+        &h,
+        &ws(),
+        vec![json!({"channel": "/meta/handshake", "id": "1"})],
+    );
+    let cid = replies[0]["clientId"].as_str().expect("cid").to_owned();
+    let pusher = h.engine.attach_pusher(&cid).expect("live session");
+    ws_send(
+        &h,
+        &ws(),
+        vec![
+            json!({"channel": "/meta/subscribe", "id": "2", "clientId": cid, "subscription": "/x"}),
+            json!({"channel": "/meta/connect", "id": "3", "clientId": cid}),
+        ],
+    );
+    let (_, hold) = ws_send(
+        &h,
+        &ws(),
+        vec![json!({"channel": "/meta/connect", "id": "4", "clientId": cid})],
+    );
+    let hold = hold.expect("held");
+    let other = h.client();
+    h.publish(&other, "/x", json!(1));
+    assert_eq!(poll_pusher(&pusher), None);
+    assert!(!hold.is_pending());
+    assert_eq!(
+        h.complete(hold),
+        [
+            json!({"channel": "/x", "data": 1}),
+            json!({"channel": "/meta/connect", "id": "4", "successful": true})
+        ]
+    );
+}
+
+#[test]
+fn bound_connection_cannot_act_for_another_session() {
+    let mut h = Harness::new();
+    let (replies, _) = ws_send(
+        &h,
+        &ws(),
+        vec![json!({"channel": "/meta/handshake", "id": "1"})],
+    );
+    let cid = replies[0]["clientId"].as_str().expect("cid").to_owned();
+    let mut strict = ws();
+    strict.require_bound_session = true;
+    let (replies, _) = ws_send(
+        &h,
+        &strict,
+        vec![json!({"channel": "/meta/connect", "id": "2", "clientId": cid})],
+    );
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/meta/connect", "id": "2", "successful": false, "error": "402::session_unknown",
+            "advice": {"reconnect": "handshake", "interval": 0}})
+        ]
+    );
+    strict.bound_session = Some(ClientId::new(cid.as_str()));
+    let (replies, _) = ws_send(
+        &h,
+        &strict,
+        vec![json!({"channel": "/meta/connect", "id": "3", "clientId": cid})],
+    );
+    assert_eq!(replies[0]["successful"], json!(true));
+    let _ = h.id();
+}
+
+#[test]
+fn connect_over_a_transport_not_allowed_is_refused() {
+    let mut h = Harness::with(|c| c.transports = vec![TransportKind::LongPolling]);
+    let cid = h.handshake_in("b");
+    let browser = h.browser_of(&cid);
+    let (replies, _) = h.send(
+        &browser,
+        vec![
+            json!({"channel": "/meta/connect", "id": "2", "clientId": cid,
+        "connectionType": "callback-polling"}),
+        ],
+    );
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/meta/connect", "id": "2", "successful": false,
+            "error": "400::connection_type_unsupported", "advice": {"reconnect": "handshake", "interval": 0}})
+        ]
     );
 }

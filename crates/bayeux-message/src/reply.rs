@@ -126,6 +126,9 @@ pub enum Refusal {
     ChannelInvalid,
     /// `403:denied_by_security_policy:channel_create_denied`: publish to an unknown meta channel.
     ChannelCreateDenied,
+    /// `400::connection_type_unsupported`: `/meta/connect` over a transport the server does not
+    /// allow.
+    ConnectionTypeUnsupported,
     /// `403:denied_by_security_policy:create_denied`: subscribe to an unknown meta channel.
     CreateDenied,
     /// `400::data_missing`: a publish without `data`.
@@ -155,6 +158,7 @@ impl Refusal {
             Self::ChannelMissing => "400::channel_missing",
             Self::ChannelInvalid => "405::channel_invalid",
             Self::ChannelCreateDenied => "403:denied_by_security_policy:channel_create_denied",
+            Self::ConnectionTypeUnsupported => "400::connection_type_unsupported",
             Self::CreateDenied => "403:denied_by_security_policy:create_denied",
             Self::DataMissing => "400::data_missing",
             Self::Denied(text) => return text.clone(),
@@ -170,14 +174,14 @@ impl Refusal {
 
     /// The failed reply to `request`.
     ///
-    /// An unknown session on `/meta/handshake` or `/meta/connect` also advises a new handshake:
-    /// without it the JS client would retry the connect forever.
+    /// An unknown session on `/meta/handshake` or `/meta/connect`, or a connect over a
+    /// transport not allowed, also advises a new handshake: without it the JS client would
+    /// retry the connect forever.
     pub fn reply_to(&self, request: &Message) -> Reply {
         let channel = request.channel();
         let advice = match (self, channel) {
-            (Self::SessionUnknown, Some("/meta/connect" | "/meta/handshake")) => {
-                Some(Advice::rehandshake())
-            }
+            (Self::SessionUnknown, Some("/meta/connect" | "/meta/handshake"))
+            | (Self::ConnectionTypeUnsupported, _) => Some(Advice::rehandshake()),
             _ => None,
         };
         let subscription = match channel {

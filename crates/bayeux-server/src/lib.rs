@@ -24,8 +24,8 @@ mod ids;
 mod server;
 
 pub use bayeux_core::{
-    BrowserId, EngineConfig, HoldEnd, Outcome, QueueFullPolicy, RemovalReason, RequestContext,
-    RequestError, SessionListener, TransportKind,
+    BrowserId, EngineConfig, Hold, HoldEnd, Outcome, Pusher, QueueFullPolicy, RemovalReason,
+    RequestContext, RequestError, SessionListener, TransportKind,
 };
 pub use bayeux_message::{ClientId, EncodedMessage, Refusal};
 pub use ids::RandomIds;

@@ -332,7 +332,11 @@ mod tests {
         // The client goes away one second into the hold: the handler future is dropped.
         let _ = tokio::time::timeout(Duration::from_secs(1), waiting).await;
         assert_eq!(server.engine().browsers_holding(), 0);
-        tokio::time::sleep(Duration::from_secs(12)).await;
+        // It expires as if the connect had been answered at its deadline (20 s) and the client
+        // then stopped polling for maxInterval (10 s).
+        tokio::time::sleep(Duration::from_secs(28)).await;
+        assert_eq!(server.session_count(), 1);
+        tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(server.session_count(), 0);
         assert_eq!(*removed.lock().unwrap(), [(cid, RemovalReason::Timeout)]);
     }

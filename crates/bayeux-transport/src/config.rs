@@ -1,4 +1,6 @@
-//! Options of the HTTP transports, with Java CometD's names and defaults.
+//! Options of the transports, with Java CometD's names and defaults.
+
+use std::time::Duration;
 
 /// Options of the transports.
 #[derive(Clone, Debug)]
@@ -10,6 +12,10 @@ pub struct TransportConfig {
     /// Status of the response to a held connect replaced by a newer one
     /// (`duplicateMetaConnectHttpResponseCode`, 500).
     pub duplicate_meta_connect_code: u16,
+    /// The JSONP callback parameter.
+    pub callback: CallbackConfig,
+    /// The websocket transport (`ws.*` options).
+    pub websocket: WebSocketConfig,
 }
 
 impl Default for TransportConfig {
@@ -18,7 +24,62 @@ impl Default for TransportConfig {
             cookie: CookieConfig::default(),
             max_message_size: 1024 * 1024,
             duplicate_meta_connect_code: 500,
+            callback: CallbackConfig::default(),
+            websocket: WebSocketConfig::default(),
         }
+    }
+}
+
+/// Options of the `callback-polling` (JSONP) transport.
+#[derive(Clone, Debug)]
+pub struct CallbackConfig {
+    /// Name of the query parameter holding the callback (`callbackParameter`, `jsonp`).
+    pub parameter: String,
+    /// Longest callback name accepted (`callbackParameterMaxLength`, 64).
+    pub max_length: usize,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            parameter: "jsonp".into(),
+            max_length: 64,
+        }
+    }
+}
+
+/// Options of the `websocket` transport.
+#[derive(Clone, Debug)]
+pub struct WebSocketConfig {
+    /// Most deliveries pushed in one frame (`ws.messagesPerFrame`; 10 here, Java's is 1).
+    pub messages_per_frame: usize,
+    /// A socket with no inbound frame for this long is closed (`ws.idleTimeout`, 300 s). It
+    /// also bounds how long one outbound frame may wait for a peer that does not read.
+    pub idle_timeout: Duration,
+    /// Refuse to resume a session on a connection that did not handshake it
+    /// (`ws.requireHandshakePerConnection`, false).
+    pub require_handshake_per_connection: bool,
+    /// Origins allowed to open a websocket; empty allows any (`ws.allowedOrigins`). Set it to
+    /// prevent cross-site websocket hijacking.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            messages_per_frame: 10,
+            idle_timeout: Duration::from_secs(300),
+            require_handshake_per_connection: false,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// Whether a websocket upgrade with this `Origin` header may proceed.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        self.allowed_origins.is_empty()
+            || origin.is_some_and(|o| self.allowed_origins.iter().any(|allowed| allowed == o))
     }
 }
 

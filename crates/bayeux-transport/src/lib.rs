@@ -1,12 +1,19 @@
-//! Bayeux transports, written against plain bytes and headers so any web framework can host
-//! them (the actix-web glue is `bayeux-actix`).
+//! Bayeux transports, written against plain bytes, headers and frame streams so any web
+//! framework can host them (the actix-web glue is `bayeux-actix`).
 //!
 //! # Layout
-//! - [`config`]: [`TransportConfig`] and the browser cookie options.
+//! - [`config`]: [`TransportConfig`]: cookie, limits, JSONP and websocket options.
+//! - [`http`]: what the HTTP transports share (cookie, one batch, waiting for a hold).
 //! - [`long_polling`]: `POST` with a JSON batch, held `/meta/connect`, piggy-backed deliveries.
+//! - [`callback_polling`]: JSONP `GET`, callback validation, script responses.
+//! - [`websocket`]: one task per socket over a `Stream`/`Sink` pair: pushed deliveries.
 
+pub mod callback_polling;
 pub mod config;
+pub mod http;
 pub mod long_polling;
+pub mod websocket;
 
-pub use config::{CookieConfig, TransportConfig};
-pub use long_polling::{HttpReply, PostRequest};
+pub use config::{CallbackConfig, CookieConfig, TransportConfig, WebSocketConfig};
+pub use http::{HttpOrigin, HttpReply};
+pub use long_polling::PostRequest;

@@ -5,55 +5,25 @@
 //! then written when the engine releases it or at its deadline.
 
 use bayeux_message::{encode_batch, messages_from_value, parse_batch, BatchError, Message};
-use bayeux_server::{BrowserId, HoldEnd, RequestContext, RequestError, Server, TransportKind};
+use bayeux_server::{Server, TransportKind};
 use serde_json::Value;
 
 use crate::config::TransportConfig;
+use crate::http::{exchange, HttpOrigin, HttpReply};
 
 /// What the transport needs from an HTTP `POST`.
 #[derive(Clone, Copy, Debug)]
 pub struct PostRequest<'a> {
     /// The `Content-Type` header.
     pub content_type: Option<&'a str>,
-    /// The value of the browser cookie, if the request carried it.
-    pub browser_cookie: Option<&'a str>,
-    /// Whether the request came over TLS (for the cookie's `Secure` attribute).
-    pub secure: bool,
+    /// Cookie and TLS of the request.
+    pub origin: HttpOrigin<'a>,
     /// The whole body.
     pub body: &'a [u8],
 }
 
-/// The HTTP response to write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpReply {
-    /// Status code.
-    pub status: u16,
-    /// `Content-Type` of `body`.
-    pub content_type: &'static str,
-    /// The body: a JSON array of messages on success, a short plain-text reason otherwise.
-    pub body: String,
-    /// A `Set-Cookie` header value to send.
-    pub set_cookie: Option<String>,
-}
-
 /// Content type of every successful response.
 pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
-const TEXT_UTF8: &str = "text/plain;charset=UTF-8";
-
-impl HttpReply {
-    /// A plain-text error response.
-    pub fn error(status: u16, reason: impl Into<String>) -> Self {
-        Self {
-            status,
-            content_type: TEXT_UTF8,
-            body: reason.into(),
-            set_cookie: None,
-        }
-    }
-}
-
-/// Longest browser cookie value taken as is; anything else gets a fresh cookie.
-const MAX_COOKIE_LEN: usize = 128;
 
 /// Handles one long-polling `POST`.
 pub async fn handle_post(
@@ -68,46 +38,22 @@ pub async fn handle_post(
         Ok(batch) => batch,
         Err(reply) => return reply,
     };
-    let known_browser = req.browser_cookie.filter(|v| {
-        !v.is_empty() && v.len() <= MAX_COOKIE_LEN && v.bytes().all(|b| b.is_ascii_graphic())
-    });
-    let browser = match known_browser {
-        Some(value) => BrowserId::new(value),
-        None => server.engine().new_browser_id(),
-    };
-    let ctx = RequestContext::new(TransportKind::LongPolling).with_browser(Some(browser.clone()));
-    let outcome = match server.handle(&ctx, batch) {
-        Ok(outcome) => outcome,
-        Err(RequestError::Empty) => return HttpReply::error(400, "empty batch"),
-        Err(RequestError::HandshakeNotAlone) => {
-            return HttpReply::error(
-                500,
-                "protocol violation: handshake must be alone in its request",
-            )
-        }
-        Err(other) => return HttpReply::error(400, format!("{other:?}")),
-    };
-    let set_cookie = match (&outcome.handshaken, known_browser) {
-        (Some(_), None) => Some(config.cookie.set_cookie(browser.as_str(), req.secure)),
-        _ => None,
-    };
-    let mut messages = outcome.messages;
-    if let Some(hold) = outcome.hold {
-        match server.wait_hold(hold).await {
-            HoldEnd::Reply(later) => messages.extend(later),
-            HoldEnd::Superseded => {
-                return HttpReply::error(
-                    config.duplicate_meta_connect_code,
-                    "superseded by a newer /meta/connect",
-                )
-            }
-        }
-    }
-    HttpReply {
-        status: 200,
-        content_type: JSON_UTF8,
-        body: encode_batch(&messages),
-        set_cookie,
+    match exchange(
+        server,
+        config,
+        TransportKind::LongPolling,
+        req.origin,
+        batch,
+    )
+    .await
+    {
+        Ok(done) => HttpReply {
+            status: 200,
+            content_type: JSON_UTF8,
+            body: encode_batch(&done.messages),
+            set_cookie: done.set_cookie,
+        },
+        Err(reply) => reply,
     }
 }
 
@@ -156,8 +102,10 @@ mod tests {
     fn post<'a>(body: &'a [u8], cookie: Option<&'a str>) -> PostRequest<'a> {
         PostRequest {
             content_type: Some("application/json;charset=UTF-8"),
-            browser_cookie: cookie,
-            secure: false,
+            origin: HttpOrigin {
+                browser_cookie: cookie,
+                secure: false,
+            },
             body,
         }
     }

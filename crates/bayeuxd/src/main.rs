@@ -53,10 +53,13 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     let endpoint = Cometd::new(server.clone()).transport_config(settings.transport);
     let path = settings.path;
     let mount = path.clone();
+    let static_dir = settings.static_dir;
     let mut http = HttpServer::new(move || {
-        App::new()
-            .service(endpoint.clone().scope(&mount))
-            .route("/", web::get().to(index))
+        let app = App::new().service(endpoint.clone().scope(&mount));
+        match &static_dir {
+            Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
+            None => app.route("/", web::get().to(index)),
+        }
     })
     .disable_signals()
     .shutdown_timeout(5)

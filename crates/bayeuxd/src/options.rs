@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bayeux_server::EngineConfig;
-use bayeux_transport::{CookieConfig, TransportConfig};
+use bayeux_server::{EngineConfig, TransportKind};
+use bayeux_transport::{CallbackConfig, CookieConfig, TransportConfig, WebSocketConfig};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -93,6 +93,42 @@ pub struct Options {
     /// SameSite attribute of the cookie: Strict, Lax or None [default: not sent].
     #[arg(long)]
     pub browser_cookie_same_site: Option<String>,
+
+    /// Transports offered, comma-separated [default: websocket,long-polling,callback-polling].
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_transports: Option<Vec<String>>,
+    /// Query parameter naming the JSONP callback [default: jsonp].
+    #[arg(long)]
+    pub callback_parameter: Option<String>,
+    /// Longest JSONP callback name accepted [default: 64].
+    #[arg(long)]
+    pub callback_parameter_max_length: Option<usize>,
+    /// Serve the files of this directory at / (a demo page, a test page).
+    #[arg(long, value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Websocket options (`[ws]` table in the file).
+    #[command(flatten)]
+    #[serde(default)]
+    pub ws: WsOptions,
+}
+
+/// The `ws.*` options of Java CometD: flags `--ws-...`, file table `[ws]`.
+#[derive(Debug, Default, Deserialize, clap::Args)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WsOptions {
+    /// Most deliveries pushed in one websocket frame [default: 10].
+    #[arg(long = "ws-messages-per-frame")]
+    pub messages_per_frame: Option<usize>,
+    /// Milliseconds without a frame before a websocket is closed [default: 300000].
+    #[arg(long = "ws-idle-timeout")]
+    pub idle_timeout: Option<u64>,
+    /// Refuse to resume a session on a socket that did not handshake it [default: false].
+    #[arg(long = "ws-require-handshake-per-connection")]
+    pub require_handshake_per_connection: Option<bool>,
+    /// Origins allowed to open websockets, comma-separated [default: any].
+    #[arg(long = "ws-allowed-origins", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// Everything `bayeuxd` needs to start, resolved.
@@ -102,6 +138,7 @@ pub struct Settings {
     pub path: String,
     pub workers: Option<usize>,
     pub sweep_period: Duration,
+    pub static_dir: Option<PathBuf>,
     pub engine: EngineConfig,
     pub transport: TransportConfig,
 }
@@ -123,34 +160,57 @@ impl Options {
 
     /// `self`'s values where set, `base`'s otherwise.
     fn over(self, base: Options) -> Options {
-        macro_rules! pick {
-            ($($field:ident),*) => { Options { config: self.config, $($field: self.$field.or(base.$field)),* } };
+        Options {
+            config: self.config,
+            bind: self.bind.or(base.bind),
+            path: self.path.or(base.path),
+            workers: self.workers.or(base.workers),
+            timeout: self.timeout.or(base.timeout),
+            interval: self.interval.or(base.interval),
+            max_interval: self.max_interval.or(base.max_interval),
+            sweep_period: self.sweep_period.or(base.sweep_period),
+            max_queue: self.max_queue.or(base.max_queue),
+            max_message_size: self.max_message_size.or(base.max_message_size),
+            max_sessions_per_browser: self
+                .max_sessions_per_browser
+                .or(base.max_sessions_per_browser),
+            multi_session_interval: self.multi_session_interval.or(base.multi_session_interval),
+            trust_client_session: self.trust_client_session.or(base.trust_client_session),
+            meta_connect_deliver_only: self
+                .meta_connect_deliver_only
+                .or(base.meta_connect_deliver_only),
+            broadcast_to_publisher: self.broadcast_to_publisher.or(base.broadcast_to_publisher),
+            handshake_reconnect: self.handshake_reconnect.or(base.handshake_reconnect),
+            duplicate_meta_connect_http_response_code: self
+                .duplicate_meta_connect_http_response_code
+                .or(base.duplicate_meta_connect_http_response_code),
+            browser_cookie_name: self.browser_cookie_name.or(base.browser_cookie_name),
+            browser_cookie_path: self.browser_cookie_path.or(base.browser_cookie_path),
+            browser_cookie_domain: self.browser_cookie_domain.or(base.browser_cookie_domain),
+            browser_cookie_max_age: self.browser_cookie_max_age.or(base.browser_cookie_max_age),
+            browser_cookie_secure: self.browser_cookie_secure.or(base.browser_cookie_secure),
+            browser_cookie_http_only: self
+                .browser_cookie_http_only
+                .or(base.browser_cookie_http_only),
+            browser_cookie_same_site: self
+                .browser_cookie_same_site
+                .or(base.browser_cookie_same_site),
+            allowed_transports: self.allowed_transports.or(base.allowed_transports),
+            callback_parameter: self.callback_parameter.or(base.callback_parameter),
+            callback_parameter_max_length: self
+                .callback_parameter_max_length
+                .or(base.callback_parameter_max_length),
+            static_dir: self.static_dir.or(base.static_dir),
+            ws: WsOptions {
+                messages_per_frame: self.ws.messages_per_frame.or(base.ws.messages_per_frame),
+                idle_timeout: self.ws.idle_timeout.or(base.ws.idle_timeout),
+                require_handshake_per_connection: self
+                    .ws
+                    .require_handshake_per_connection
+                    .or(base.ws.require_handshake_per_connection),
+                allowed_origins: self.ws.allowed_origins.or(base.ws.allowed_origins),
+            },
         }
-        pick!(
-            bind,
-            path,
-            workers,
-            timeout,
-            interval,
-            max_interval,
-            sweep_period,
-            max_queue,
-            max_message_size,
-            max_sessions_per_browser,
-            multi_session_interval,
-            trust_client_session,
-            meta_connect_deliver_only,
-            broadcast_to_publisher,
-            handshake_reconnect,
-            duplicate_meta_connect_http_response_code,
-            browser_cookie_name,
-            browser_cookie_path,
-            browser_cookie_domain,
-            browser_cookie_max_age,
-            browser_cookie_secure,
-            browser_cookie_http_only,
-            browser_cookie_same_site
-        )
     }
 
     fn resolve(self) -> Result<Settings, String> {
@@ -181,6 +241,25 @@ impl Options {
                 .unwrap_or(defaults.handshake_reconnect),
             ..defaults
         };
+        let transports = match self.allowed_transports {
+            None => engine.transports.clone(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    TransportKind::from_name(name.trim()).ok_or_else(|| {
+                        format!("allowedTransports: unknown transport {name:?} (websocket, long-polling, callback-polling)")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if transports.is_empty() {
+            return Err("allowedTransports must name at least one transport".into());
+        }
+        let engine = EngineConfig {
+            transports,
+            ..engine
+        };
+        let ws_defaults = WebSocketConfig::default();
         let cookie_defaults = CookieConfig::default();
         let transport_defaults = TransportConfig::default();
         let duplicate = self
@@ -214,6 +293,26 @@ impl Options {
                 .max_message_size
                 .unwrap_or(transport_defaults.max_message_size),
             duplicate_meta_connect_code: duplicate,
+            callback: CallbackConfig {
+                parameter: self
+                    .callback_parameter
+                    .unwrap_or(transport_defaults.callback.parameter),
+                max_length: self
+                    .callback_parameter_max_length
+                    .unwrap_or(transport_defaults.callback.max_length),
+            },
+            websocket: WebSocketConfig {
+                messages_per_frame: self
+                    .ws
+                    .messages_per_frame
+                    .unwrap_or(ws_defaults.messages_per_frame),
+                idle_timeout: self.ws.idle_timeout.map_or(ws_defaults.idle_timeout, ms),
+                require_handshake_per_connection: self
+                    .ws
+                    .require_handshake_per_connection
+                    .unwrap_or(ws_defaults.require_handshake_per_connection),
+                allowed_origins: self.ws.allowed_origins.unwrap_or_default(),
+            },
         };
         let path = self.path.unwrap_or_else(|| "/cometd".into());
         if !path.starts_with('/') || path.len() < 2 {
@@ -225,6 +324,7 @@ impl Options {
             bind: self.bind.unwrap_or_else(|| "127.0.0.1:8080".into()),
             path: path.trim_end_matches('/').to_owned(),
             workers: self.workers,
+            static_dir: self.static_dir,
             sweep_period: self.sweep_period.map_or(ms(997), ms),
             engine,
             transport,
@@ -248,6 +348,39 @@ mod tests {
         assert_eq!(settings.transport.cookie.name, "B");
         assert_eq!(settings.bind, "127.0.0.1:8080");
         assert_eq!(settings.path, "/cometd");
+    }
+
+    #[test]
+    fn transports_and_ws_options() {
+        let file: Options = toml::from_str(
+            "allowedTransports = [\"long-polling\"]\n[ws]\nmessagesPerFrame = 3\nallowedOrigins = [\"https://a\"]",
+        )
+        .expect("valid file");
+        let cli = Options::parse_from(["bayeuxd", "--ws-idle-timeout", "5000"]);
+        let settings = cli.over(file).resolve().expect("valid");
+        assert_eq!(settings.engine.transports, [TransportKind::LongPolling]);
+        assert_eq!(settings.transport.websocket.messages_per_frame, 3);
+        assert_eq!(settings.transport.websocket.allowed_origins, ["https://a"]);
+        assert_eq!(
+            settings.transport.websocket.idle_timeout,
+            Duration::from_secs(5)
+        );
+        let cli =
+            Options::parse_from(["bayeuxd", "--allowed-transports", "websocket,long-polling"]);
+        let settings = cli.resolve().expect("valid");
+        assert_eq!(
+            settings.engine.transports,
+            [TransportKind::WebSocket, TransportKind::LongPolling]
+        );
+        let cli = Options::parse_from(["bayeuxd", "--allowed-transports", "carrier-pigeon"]);
+        assert!(cli.resolve().unwrap_err().contains("carrier-pigeon"));
+        let err =
+            toml::from_str::<Options>("[ws]\nmessagesPerFrames = 3").expect_err("unknown key");
+        assert!(
+            err.message().contains("messagesPerFrames"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
