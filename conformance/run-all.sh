@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: formatting and lints, Rust unit and wire
-# tests, then the official CometD JavaScript client against bayeuxd in Node.
-# Installs what it needs (the npm packages of conformance/node; Node.js itself when missing and
-# running as root on Debian).
+# tests, then the official CometD JavaScript client against bayeuxd in Node and in headless
+# Chromium. Installs what it needs: the npm packages of conformance/node and conformance/browser,
+# and, when missing and running as root on Debian, Node.js and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -16,6 +16,16 @@ if ! command -v npm >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq nodejs npm
   else
     echo "Node.js and npm are needed for the official-client suite: install them (e.g. apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_BIN:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing Chromium (Debian package) for the browser suite"
+    apt-get update -qq && apt-get install -y -qq chromium
+  else
+    echo "Chromium is needed for the browser suite: install it (e.g. apt-get install chromium) or set CHROMIUM_BIN" >&2
     exit 1
   fi
 fi
@@ -39,6 +49,13 @@ cargo test --workspace
 step "official CometD client in Node (conformance/node)"
 (
   cd conformance/node
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  npm test
+)
+
+step "official CometD client in headless Chromium (conformance/browser)"
+(
+  cd conformance/browser
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
   npm test
 )
