@@ -22,6 +22,15 @@
 //
 // * Promise wrappers with bounded deadlines and waiters that are woken by events
 //   (never sleeps).
+//
+// * For clients created with `websocket: true` (the official default transport
+//   order: websocket first), a frame tap. adapt() installs `window.WebSocket` =
+//   the `ws` package's class, shared by every client; we subclass it to record every
+//   frame sent and received, the upgrade response headers and the close code of each
+//   socket. Which client a socket belongs to is known because the websocket transport
+//   creates its socket synchronously inside its send(): the client's transport.send is
+//   wrapped to name the owner while it runs. The recorded socket objects are the real
+//   `ws` sockets, so a test can also break one from outside (ws.terminate()).
 
 import { adapt } from 'cometd-nodejs-client';
 import { CometD } from 'cometd';
@@ -175,6 +184,47 @@ class TappedXMLHttpRequest extends ShimXMLHttpRequest {
 
 globalThis.window.XMLHttpRequest = TappedXMLHttpRequest;
 
+const ShimWebSocket = globalThis.window.WebSocket;
+/** The FrameTap of the client whose websocket transport is running send() right now. */
+let socketOwner = null;
+
+class TappedWebSocket extends ShimWebSocket {
+  constructor(url, protocols) {
+    super(url, protocols);
+    const tap = socketOwner;
+    if (!tap) return;
+    const record = tap.opened(this, url);
+    this.on('upgrade', (response) => {
+      record.status = response.statusCode;
+      record.headers = { ...response.headers };
+    });
+    this.on('open', () => {
+      record.openedAt = Date.now();
+      notifyChange();
+    });
+    // Registered before the transport's onmessage, so the frame is recorded before
+    // the client processes it.
+    this.on('message', (data, isBinary) => tap.frame(record, 'in', isBinary ? data : data.toString('utf8'), isBinary));
+    this.on('error', (err) => {
+      record.error = err.message;
+      notifyChange();
+    });
+    this.on('close', (code, reason) => {
+      record.closedAt = Date.now();
+      record.close = { code, reason: reason.toString('utf8') };
+      notifyChange();
+    });
+  }
+
+  send(data, ...rest) {
+    const record = this.tapRecord;
+    if (record) record.tap.frame(record, 'out', String(data), false);
+    return super.send(data, ...rest);
+  }
+}
+
+globalThis.window.WebSocket = TappedWebSocket;
+
 // ---------------------------------------------------------------------------
 // Wire tap
 
@@ -284,6 +334,97 @@ function truncate(text, max = 300) {
 }
 
 // ---------------------------------------------------------------------------
+// WebSocket frame tap
+
+/** Records every websocket (socket, frame, close) of one client. */
+export class FrameTap {
+  name;
+  /** {n, tap, ws, url, status, headers, openedAt, closedAt, close: {code, reason}, error} */
+  sockets = [];
+  /** {seq, socket (n), dir: 'in'|'out', at, text, messages (parsed array) | undefined, binary} */
+  frames = [];
+
+  constructor(name) {
+    this.name = name;
+  }
+
+  opened(ws, url) {
+    const record = {
+      n: this.sockets.length + 1, tap: this, ws, url: String(url), status: null, headers: null,
+      openedAt: null, closedAt: null, close: null, error: null,
+    };
+    ws.tapRecord = record;
+    this.sockets.push(record);
+    notifyChange();
+    return record;
+  }
+
+  frame(record, dir, text, binary) {
+    let messages;
+    if (!binary) {
+      const parsed = parseJson(text);
+      messages = Array.isArray(parsed) ? parsed : (parsed && typeof parsed === 'object' ? [parsed] : undefined);
+    }
+    this.frames.push({ seq: this.frames.length + 1, socket: record.n, dir, at: Date.now(), text, messages, binary });
+    notifyChange();
+  }
+
+  /** The socket currently (last) opened. */
+  get current() {
+    return this.sockets.at(-1);
+  }
+
+  framesIn() {
+    return this.frames.filter((f) => f.dir === 'in');
+  }
+
+  framesOut() {
+    return this.frames.filter((f) => f.dir === 'out');
+  }
+
+  /** Every message the client sent, in send order. */
+  sent() {
+    return this.framesOut().flatMap((f) => f.messages ?? []);
+  }
+
+  /** Every message the server sent, in arrival order. */
+  received() {
+    return this.framesIn().flatMap((f) => f.messages ?? []);
+  }
+
+  /** Deliveries (not replies) received, optionally only those on `channel`. */
+  deliveries(channel) {
+    return this.received().filter((m) => isDelivery(m) && (channel === undefined || m.channel === channel));
+  }
+
+  /** Replies received on `channel`. */
+  replies(channel) {
+    return this.received().filter((m) => m && m.channel === channel && 'successful' in m);
+  }
+
+  /** The reply (received) to the message with `id`, or undefined. */
+  replyTo(id) {
+    return this.received().find((m) => m && m.id === id && 'successful' in m);
+  }
+
+  /** Outgoing frames holding a message on `channel`. */
+  framesWith(channel) {
+    return this.framesOut().filter((f) => (f.messages ?? []).some((m) => m.channel === channel));
+  }
+
+  /** /meta/connect messages sent and not answered yet. */
+  pendingConnects() {
+    return this.sent().filter((m) => m.channel === '/meta/connect' && !this.replyTo(m.id));
+  }
+
+  summary(last = 16) {
+    const sockets = this.sockets.map((s) => `socket ${s.n}: status=${s.status} close=${JSON.stringify(s.close)} error=${s.error}`);
+    const frames = this.frames.slice(-last).map((f) => `#${f.seq} s${f.socket} ${f.dir === 'in' ? '<-' : '->'} ${truncate(f.text)}`);
+    return [...sockets, ...frames].join('\n    ');
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Message collectors
 
 /** Records the messages a listener receives; await `waitFor(n)` or `waitUntil(pred)`. */
@@ -327,8 +468,9 @@ export class Collector {
 const DEFAULT_DEADLINE = 5000;
 
 /**
- * One CometD client of the official library, on long-polling only, with its own
- * cookie jar (unless `browser` is given) and a wire tap.
+ * One CometD client of the official library, on long-polling only (or, with
+ * `websocket: true`, websocket first as the library defaults), with its own
+ * cookie jar (unless `browser` is given) and a wire tap (plus a frame tap for websocket).
  */
 export class TestClient {
   static #count = 0;
@@ -345,16 +487,35 @@ export class TestClient {
    * `browser`: a Browser (jar) to share with other clients; omitted = a new jar of its own;
    * null = the process-wide jar (what stock cometd-nodejs-client gives every client).
    * `config`: extra CometD configure() options.
+   * `websocket`: keep the websocket transport (first) and record frames in `this.frames`.
    */
-  constructor({ url, name, browser, config = {} } = {}) {
+  constructor({ url, name, browser, config = {}, websocket = false } = {}) {
     if (!url) throw new Error('TestClient needs a url');
     this.name = name || `client-${++TestClient.#count}`;
     this.browser = browser === undefined ? new Browser(`${this.name}-browser`) : browser;
     this.tap = new WireTap(this.name);
     this.cometd = new CometD(this.name);
-    // Long-polling only: the websocket transport is registered because the shim
-    // installs window.WebSocket; drop it so the handshake negotiates long-polling.
-    this.cometd.unregisterTransport('websocket');
+    if (websocket) {
+      // Keep the official order (websocket first, long-polling as fallback) and tap frames.
+      this.frames = new FrameTap(this.name);
+      const transport = this.cometd.findTransport('websocket');
+      if (!transport) throw new Error('websocket transport missing from the CometD client');
+      const send = transport.send.bind(transport);
+      const frames = this.frames;
+      transport.send = (envelope, metaConnect) => {
+        const previous = socketOwner;
+        socketOwner = frames;
+        try {
+          return send(envelope, metaConnect);
+        } finally {
+          socketOwner = previous;
+        }
+      };
+    } else {
+      // Long-polling only: the websocket transport is registered because the shim
+      // installs window.WebSocket; drop it so the handshake negotiates long-polling.
+      this.cometd.unregisterTransport('websocket');
+    }
     const longPolling = this.cometd.findTransport('long-polling');
     if (!longPolling) throw new Error('long-polling transport missing from the CometD client');
     // Copied by the transport into every XHR it creates (see TappedXMLHttpRequest).
@@ -464,6 +625,14 @@ export class TestClient {
     } catch {
       // The transport abort below is the last resort so that no timer keeps Node alive.
       try { this.cometd.getTransport()?.abort(); } catch { /* ignore */ }
+    }
+    // The official client may keep its websocket open after /meta/disconnect (it closes it
+    // only when the disconnect reply comes after the connect reply); like a closed page,
+    // drop it so that it neither keeps Node alive nor delays the server's shutdown.
+    for (const socket of this.frames?.sockets ?? []) {
+      if (socket.close === null) {
+        try { socket.ws.terminate(); } catch { /* ignore */ }
+      }
     }
   }
 }

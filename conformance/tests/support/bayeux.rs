@@ -234,6 +234,18 @@ impl Client {
         resp
     }
 
+    /// Starts sending `req` (with this tab's cookie) in the background and returns once the
+    /// request bytes are written; the task yields the raw response (used for held JSONP GETs,
+    /// whose bodies are not JSON).
+    pub async fn spawn_send(&self, req: Request) -> JoinHandle<Response> {
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        let handle = tokio::spawn(async move { this.send_notify(req, Some(tx)).await });
+        // An error here means the task ended before writing (it reports why when awaited).
+        let _ = rx.await;
+        handle
+    }
+
     /// POSTs `body` (any JSON) to the mount path; returns the status and the reply messages.
     pub async fn post(&self, body: Value) -> (u16, Vec<Value>) {
         let ex = self.post_to("", String::new(), &body).await;

@@ -10,13 +10,17 @@
 //! - [`http`]: one request per connection, any method/headers/body framing, bounded by a deadline.
 //! - [`bayeux`]: `Client` (cookie jar + clientId + id counter), pending held requests, a `Witness`
 //!   session for "is the server still healthy" checks, and JSON assertion helpers.
+//! - [`jsonp`]: callback-polling GETs (`?jsonp=cb&message=...`) and `cb([...])` unwrapping.
+//! - [`ws`]: a raw websocket client (tokio-tungstenite) returning every frame and close code.
 
 // Each test binary that includes this module uses only a subset of the helpers.
 #![allow(dead_code, unused_imports)]
 
 pub mod bayeux;
 pub mod http;
+pub mod jsonp;
 pub mod server;
+pub mod ws;
 
 pub use bayeux::{assert_handshake_reply, assert_messages, check_client_id, Client, Witness};
 pub use server::TestServer;

@@ -106,6 +106,26 @@ impl TestServer {
             .expect("wait for bayeuxd")
     }
 
+    /// Sends SIGTERM and returns at once (see [`TestServer::wait_exit`]).
+    pub async fn send_sigterm(&self) {
+        let pid = self.child.id().expect("bayeuxd already exited");
+        let kill = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("run kill");
+        assert!(kill.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits up to `within` for the process to exit; `None` if it is still running then.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()
+            .map(|status| status.expect("wait for bayeuxd"))
+    }
+
     /// Everything the server wrote to stderr so far (capped).
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().expect("stderr buffer lock")).into_owned()

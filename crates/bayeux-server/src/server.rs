@@ -22,6 +22,8 @@ pub struct Server {
 
 struct Inner {
     engine: Engine,
+    /// Flips to true once, when shutdown starts; websocket tasks watch it to close politely.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why a server-side publish was refused.
@@ -104,6 +106,16 @@ impl Server {
     /// once: call before stopping the HTTP server so no held request is cut.
     pub fn shutdown(&self) {
         self.inner.engine.shutdown();
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`Server::shutdown`] has been called (at once if it already was).
+    pub fn shutting_down(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut flag = self.inner.shutdown.subscribe();
+        async move {
+            // An error means the server is gone, which is as final as a shutdown.
+            let _ = flag.wait_for(|down| *down).await;
+        }
     }
 
     /// Number of live sessions.
@@ -213,7 +225,10 @@ impl ServerBuilder {
     /// Outside a Tokio runtime (actix-web's runtime is one).
     pub fn build(self) -> Server {
         let engine = Engine::new(self.config, self.ids, self.listeners);
-        let inner = Arc::new(Inner { engine });
+        let inner = Arc::new(Inner {
+            engine,
+            shutdown: tokio::sync::watch::Sender::new(false),
+        });
         tokio::spawn(sweep(Arc::downgrade(&inner), self.sweep_period));
         Server { inner }
     }

@@ -47,8 +47,10 @@ pub enum Outbound {
 
 /// Close codes this transport uses (RFC 6455 §7.4.1).
 pub mod close {
-    /// Normal closure (idle timeout).
+    /// Normal closure (idle timeout, answer to the client's close).
     pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
     /// Broken framing.
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A binary frame: Bayeux frames are text.
@@ -67,6 +69,7 @@ enum Event {
     Push(Vec<EncodedMessage>),
     HoldEnded(HoldEnd),
     Idle,
+    ShuttingDown,
 }
 
 /// Serves one websocket until either side closes it.
@@ -80,6 +83,8 @@ where
     let mut held: Option<HoldWait> = None;
     let idle = tokio::time::sleep(ws.idle_timeout);
     tokio::pin!(idle);
+    let shutdown = server.shutting_down();
+    tokio::pin!(shutdown);
 
     loop {
         let event = poll_fn(|cx| {
@@ -98,6 +103,11 @@ where
             }
             if idle.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Idle);
+            }
+            // Polled last: shutdown releases the held connect first, and its reply goes out
+            // before the close frame.
+            if shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::ShuttingDown);
             }
             Poll::Pending
         })
@@ -135,7 +145,9 @@ where
                     Some(Inbound::Error) => {
                         vec![Outbound::Close(close::PROTOCOL_ERROR, "bad framing".into())]
                     }
-                    Some(Inbound::Close) | None => break,
+                    // RFC 6455 §5.5.1: answer the client's close frame with one.
+                    Some(Inbound::Close) => vec![Outbound::Close(close::NORMAL, String::new())],
+                    None => break,
                 }
             }
             Event::Push(messages) => frames(&messages, ws.messages_per_frame),
@@ -147,6 +159,10 @@ where
                 }
             }
             Event::Idle => vec![Outbound::Close(close::NORMAL, "idle timeout".into())],
+            Event::ShuttingDown => vec![Outbound::Close(
+                close::GOING_AWAY,
+                "server shutting down".into(),
+            )],
         };
 
         for frame in outgoing {
@@ -395,6 +411,37 @@ mod tests {
             .unbounded_send(Inbound::Ping(b"hi".to_vec()))
             .expect("open");
         assert_eq!(socket.next().await, Outbound::Pong(b"hi".to_vec()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_frame_is_answered_and_shutdown_closes_with_1001() {
+        let server = server();
+        let mut socket = Socket::open(&server, TransportConfig::default());
+        socket
+            .to_server
+            .unbounded_send(Inbound::Close)
+            .expect("open");
+        assert_eq!(
+            socket.next().await,
+            Outbound::Close(close::NORMAL, String::new())
+        );
+
+        let mut socket = Socket::open(&server, TransportConfig::default());
+        let cid = socket.handshake().await;
+        socket.send(json!([{"channel": "/meta/connect", "id": "2", "clientId": cid, "advice": {"timeout": 0}}]));
+        socket.messages().await;
+        socket.send(json!([{"channel": "/meta/connect", "id": "3", "clientId": cid}]));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        server.shutdown();
+        assert_eq!(
+            socket.messages().await,
+            json!([{"channel": "/meta/connect", "id": "3", "successful": true,
+                    "advice": {"reconnect": "retry", "interval": 1000, "timeout": 5000}}])
+        );
+        assert_eq!(
+            socket.next().await,
+            Outbound::Close(close::GOING_AWAY, "server shutting down".into())
+        );
     }
 
     #[tokio::test(start_paused = true)]
