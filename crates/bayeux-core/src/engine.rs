@@ -580,6 +580,12 @@ impl Engine {
         if self.shutting_down.load(Ordering::Relaxed) {
             interval = interval.max(SHUTDOWN_RETRY_INTERVAL);
         }
+        self.full_advice(interval)
+    }
+
+    /// `reconnect: retry` with `interval`, the server's `timeout`, and `maxInterval` when
+    /// `handshakeReconnect` is on: the advice of handshake and re-advised connect replies.
+    pub(crate) fn full_advice(&self, interval: std::time::Duration) -> Advice {
         Advice {
             reconnect: Some(Reconnect::Retry),
             interval: Some(millis(interval)),

@@ -35,16 +35,7 @@ impl Engine {
                     .map(|t| t.name().to_owned())
                     .collect(),
             ),
-            advice: Some(Advice {
-                reconnect: Some(Reconnect::Retry),
-                interval: Some(millis(self.config.interval)),
-                timeout: Some(millis(self.config.timeout)),
-                max_interval: self
-                    .config
-                    .handshake_reconnect
-                    .then(|| millis(self.config.max_interval)),
-                multiple_clients: None,
-            }),
+            advice: Some(self.full_advice(self.config.interval)),
             ..Reply::success(msg)
         };
         Step::Handshaken(cid, reply)
