@@ -18,6 +18,7 @@ use dashmap::DashMap;
 use serde_json::Value;
 
 use crate::config::{millis, EngineConfig, TransportKind};
+use crate::extension::Extension;
 use crate::ids::{BrowserId, IdSource};
 use crate::listener::{RemovalReason, SessionListener};
 use crate::session::{PusherSlot, Session};
@@ -128,6 +129,24 @@ impl Hold {
     }
 }
 
+/// One message's part of the response.
+#[derive(Default)]
+struct Done {
+    deliveries: Vec<EncodedMessage>,
+    reply: Option<EncodedMessage>,
+    hold: Option<Hold>,
+    handshaken: Option<ClientId>,
+}
+
+impl Done {
+    fn reply(reply: EncodedMessage) -> Self {
+        Self {
+            reply: Some(reply),
+            ..Self::default()
+        }
+    }
+}
+
 /// A websocket connection's claim to push one session's deliveries. Dropping it detaches the
 /// connection; queued messages then wait for the next `/meta/connect`.
 #[derive(Debug)]
@@ -151,7 +170,8 @@ impl Pusher {
             return Poll::Pending;
         }
         let mut st = self.session.lock();
-        if st.removed.is_some() {
+        // Acknowledged delivery, enabled by the handshake, also means deliver-only.
+        if st.removed.is_some() || st.ack.is_some() {
             return Poll::Pending;
         }
         let queue_ready = !st.queue.is_empty();
@@ -190,36 +210,47 @@ pub struct Engine {
     pub(crate) browsers: DashMap<BrowserId, u32>,
     pub(crate) ids: Box<dyn IdSource>,
     pub(crate) listeners: Vec<Arc<dyn SessionListener>>,
+    pub(crate) extensions: Vec<Arc<dyn Extension>>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection: AtomicU64,
 }
 
-/// One message's effect, before the response is assembled.
+/// One message's effect, before outgoing extensions and encoding.
 pub(crate) enum Step {
     Reply(Reply),
     /// Deliveries drained by an immediately answered connect, then its reply.
     Connect(Vec<EncodedMessage>, Reply),
-    Handshaken(ClientId, Reply),
+    Handshaken(Arc<Session>, Reply),
     Hold(Hold),
 }
 
 impl Engine {
-    /// An engine with `config`, ids from `ids`, and session listeners.
-    pub fn new(
-        config: EngineConfig,
-        ids: Box<dyn IdSource>,
-        listeners: Vec<Arc<dyn SessionListener>>,
-    ) -> Self {
+    /// An engine with `config` and ids from `ids`; add listeners and extensions before
+    /// sharing it.
+    pub fn new(config: EngineConfig, ids: Box<dyn IdSource>) -> Self {
         Self {
             config,
             sessions: DashMap::new(),
             subscriptions: SubscriptionIndex::default(),
             browsers: DashMap::new(),
             ids,
-            listeners,
+            listeners: Vec::new(),
+            extensions: Vec::new(),
             shutting_down: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
         }
+    }
+
+    /// Adds a session listener.
+    pub fn with_listener(mut self, listener: Arc<dyn SessionListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Adds an extension; incoming hooks run in the order added, outgoing ones in reverse.
+    pub fn with_extension(mut self, extension: Arc<dyn Extension>) -> Self {
+        self.extensions.push(extension);
+        self
     }
 
     /// The options in force.
@@ -263,17 +294,14 @@ impl Engine {
         let mut deliveries = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
         for msg in batch {
-            match self.handle_one(now, ctx, msg, alone) {
-                Step::Reply(reply) => replies.push(reply),
-                Step::Connect(drained, reply) => {
-                    deliveries.extend(drained);
-                    replies.push(reply);
-                }
-                Step::Handshaken(cid, reply) => {
-                    outcome.handshaken = Some(cid);
-                    replies.push(reply);
-                }
-                Step::Hold(hold) => outcome.hold = Some(hold),
+            let done = self.handle_one(now, ctx, msg, alone);
+            deliveries.extend(done.deliveries);
+            replies.extend(done.reply);
+            if done.handshaken.is_some() {
+                outcome.handshaken = done.handshaken;
+            }
+            if done.hold.is_some() {
+                outcome.hold = done.hold;
             }
         }
 
@@ -281,7 +309,7 @@ impl Engine {
             let mut st = session.lock();
             st.batch_depth -= 1;
             if st.batch_depth == 0 && !st.queue.is_empty() {
-                if self.piggy_back(ctx) {
+                if self.piggy_back(ctx) && !st.deliver_only(&self.config) {
                     deliveries.extend(st.queue.drain(..));
                 } else if let Some(slot) = st.hold.as_mut() {
                     slot.release();
@@ -289,39 +317,97 @@ impl Engine {
             }
         }
         outcome.messages = deliveries;
-        outcome.messages.extend(replies.iter().map(Reply::encode));
+        outcome.messages.extend(replies);
         Ok(outcome)
     }
 
-    fn handle_one(&self, now: Instant, ctx: &RequestContext, msg: Message, alone: bool) -> Step {
+    fn handle_one(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        mut msg: Message,
+        alone: bool,
+    ) -> Done {
         let Some(channel) = msg.channel() else {
-            return Step::Reply(Refusal::ChannelMissing.reply_to(&msg));
+            return Done::reply(Refusal::ChannelMissing.reply_to(&msg).encode());
         };
         if msg.id().is_some_and(|id| !is_valid_message_id(id)) {
-            return Step::Reply(Refusal::MessageIdInvalid.reply_to(&msg));
+            return Done::reply(Refusal::MessageIdInvalid.reply_to(&msg).encode());
         }
         let Ok(name) = ChannelName::parse(channel) else {
-            return Step::Reply(Refusal::ChannelInvalid.reply_to(&msg));
+            return Done::reply(Refusal::ChannelInvalid.reply_to(&msg).encode());
         };
-        match name.as_str() {
+        let session = msg.client_id().and_then(|cid| self.session(cid));
+        let session = session.as_deref();
+        if !self
+            .extensions
+            .iter()
+            .all(|ext| ext.incoming(session, &mut msg))
+        {
+            let reply = Refusal::MessageDeleted.reply_to(&msg);
+            return Done::reply(self.outgoing_reply(session, &msg, reply));
+        }
+        let step = match name.as_str() {
             "/meta/handshake" => self.handshake(now, ctx, &msg),
-            "/meta/connect" => self.connect(now, ctx, msg, alone),
+            "/meta/connect" => self.connect(now, ctx, &msg, alone),
             "/meta/disconnect" => Step::Reply(self.disconnect(ctx, &msg)),
             "/meta/subscribe" => Step::Reply(self.subscribe(now, ctx, &msg)),
             "/meta/unsubscribe" => Step::Reply(self.unsubscribe(now, ctx, &msg)),
-            _ => Step::Reply(self.publish_request(now, ctx, &name, msg)),
+            _ => return Done::reply(self.publish_request(now, ctx, &name, session, msg)),
+        };
+        // Outgoing hooks run here, after the handlers dropped every lock.
+        match step {
+            Step::Reply(reply) => Done::reply(self.outgoing_reply(session, &msg, reply)),
+            Step::Connect(deliveries, reply) => Done {
+                deliveries,
+                ..Done::reply(self.outgoing_reply(session, &msg, reply))
+            },
+            Step::Handshaken(new, reply) => Done {
+                handshaken: Some(new.client_id().clone()),
+                ..Done::reply(self.outgoing_reply(Some(&new), &msg, reply))
+            },
+            Step::Hold(hold) => Done {
+                hold: Some(hold),
+                ..Done::default()
+            },
         }
     }
 
+    /// Runs the outgoing reply hooks, last registered first, and encodes the reply.
+    pub(crate) fn outgoing_reply(
+        &self,
+        session: Option<&Session>,
+        request: &Message,
+        mut reply: Reply,
+    ) -> EncodedMessage {
+        for ext in self.extensions.iter().rev() {
+            ext.outgoing_reply(session, request, &mut reply);
+        }
+        reply.encode()
+    }
+
+    /// Runs the outgoing hooks on a message for subscribers and encodes it once; `None` when
+    /// an extension dropped it.
+    fn outgoing_delivery(&self, mut msg: Message) -> Option<EncodedMessage> {
+        for ext in self.extensions.iter().rev() {
+            if !ext.outgoing(&mut msg) {
+                return None;
+            }
+        }
+        Some(msg.encode())
+    }
+
+    /// A publish from a client; returns its encoded reply (outgoing hooks applied).
     fn publish_request(
         &self,
         now: Instant,
         ctx: &RequestContext,
         name: &ChannelName,
+        named: Option<&Session>,
         mut msg: Message,
-    ) -> Reply {
+    ) -> EncodedMessage {
         let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
-            return Refusal::SessionUnknown.reply_to(&msg);
+            return self.outgoing_reply(named, &msg, Refusal::SessionUnknown.reply_to(&msg));
         };
         session.lock().touch(now, self.config.max_interval);
         let refusal = match name.kind() {
@@ -332,9 +418,10 @@ impl Engine {
             _ => None,
         };
         if let Some(refusal) = refusal {
-            return refusal.reply_to(&msg);
+            return self.outgoing_reply(Some(&session), &msg, refusal.reply_to(&msg));
         }
-        let reply = Reply::success(&msg);
+        // The reply is final before the message moves on to its receivers.
+        let reply = self.outgoing_reply(Some(&session), &msg, Reply::success(&msg));
         if name.kind() == ChannelKind::Broadcast {
             let map = msg.as_map_mut();
             // Deliveries never carry the publisher's id nor the request id (it could collide
@@ -343,7 +430,9 @@ impl Engine {
             map.remove("clientId");
             map.insert("channel".into(), Value::String(name.as_str().to_owned()));
             let skip = (!self.config.broadcast_to_publisher).then(|| session.client_id());
-            self.broadcast(name, &msg.encode(), skip);
+            if let Some(delivery) = self.outgoing_delivery(msg) {
+                self.broadcast(name, &delivery, skip);
+            }
         }
         reply
     }
@@ -357,7 +446,10 @@ impl Engine {
         let msg = Message::new()
             .with("channel", channel.as_str())
             .with("data", data);
-        Ok(self.broadcast(channel, &msg.encode(), None))
+        Ok(match self.outgoing_delivery(msg) {
+            Some(delivery) => self.broadcast(channel, &delivery, None),
+            None => 0,
+        })
     }
 
     /// Queues one encoded message for every subscriber of `channel`: the same shared bytes for
@@ -381,28 +473,31 @@ impl Engine {
 
     /// Answers a held connect: its queued deliveries, then its reply.
     pub fn complete_hold(&self, now: Instant, hold: Hold) -> HoldEnd {
-        let mut st = hold.session.lock();
-        let slot = match st.hold.take() {
-            Some(slot) if slot.ticket == hold.ticket => slot,
-            other => {
-                st.hold = other;
-                return HoldEnd::Superseded;
+        let (request, mut messages, reply) = {
+            let mut st = hold.session.lock();
+            let slot = match st.hold.take() {
+                Some(slot) if slot.ticket == hold.ticket => slot,
+                other => {
+                    st.hold = other;
+                    return HoldEnd::Superseded;
+                }
+            };
+            if let Some(browser) = &slot.browser {
+                self.release_browser_slot(browser);
+            }
+            let mut reply = Reply::success(&slot.request);
+            if st.removed.is_some() {
+                reply.advice = Some(Advice::stop());
+                (slot.request, Vec::new(), reply)
+            } else {
+                if std::mem::take(&mut st.readvise) || self.shutting_down.load(Ordering::Relaxed) {
+                    reply.advice = Some(self.connect_advice(&st));
+                }
+                st.expire_at = now + st.interval + self.config.max_interval;
+                (slot.request, st.drain_for_connect(), reply)
             }
         };
-        if let Some(browser) = &slot.browser {
-            self.release_browser_slot(browser);
-        }
-        let mut reply = Reply::success(&slot.request);
-        if st.removed.is_some() {
-            reply.advice = Some(Advice::stop());
-            return HoldEnd::Reply(vec![reply.encode()]);
-        }
-        if std::mem::take(&mut st.readvise) || self.shutting_down.load(Ordering::Relaxed) {
-            reply.advice = Some(self.connect_advice(&st));
-        }
-        st.expire_at = now + st.interval + self.config.max_interval;
-        let mut messages: Vec<_> = st.queue.drain(..).collect();
-        messages.push(reply.encode());
+        messages.push(self.outgoing_reply(Some(&hold.session), &request, reply));
         HoldEnd::Reply(messages)
     }
 

@@ -10,7 +10,7 @@
 //! use bayeux_core::{Engine, EngineConfig, RequestContext, SequentialIds, TransportKind};
 //! use bayeux_message::parse_batch;
 //!
-//! let engine = Engine::new(EngineConfig::default(), Box::new(SequentialIds::default()), vec![]);
+//! let engine = Engine::new(EngineConfig::default(), Box::new(SequentialIds::default()));
 //! let ctx = RequestContext::new(TransportKind::LongPolling);
 //! let batch = parse_batch(br#"[{"channel":"/meta/handshake","id":"1","version":"1.0"}]"#).unwrap();
 //! let outcome = engine.handle(Instant::now(), &ctx, batch).unwrap();
@@ -22,18 +22,23 @@
 //! - `meta`: handshake, connect, disconnect, subscribe and unsubscribe.
 //! - [`session`]: one session's queue, subscriptions, held connect and expiry.
 //! - [`subscriptions`]: the index from subscription names to sessions.
+//! - [`extension`]: hooks on every message in and out; [`ack`]: acknowledged delivery.
 //! - [`config`], [`ids`], [`listener`]: options, id sources, session listeners.
 
+pub mod ack;
 pub mod config;
 pub mod engine;
+pub mod extension;
 pub mod ids;
 pub mod listener;
 mod meta;
 pub mod session;
 pub mod subscriptions;
 
+pub use ack::AckExtension;
 pub use config::{EngineConfig, QueueFullPolicy, TransportKind};
 pub use engine::{Engine, Hold, HoldEnd, Outcome, Pusher, RequestContext, RequestError};
+pub use extension::Extension;
 pub use ids::{BrowserId, IdSource, SequentialIds};
 pub use listener::{RemovalReason, SessionListener};
 pub use session::Session;

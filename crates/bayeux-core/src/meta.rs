@@ -20,7 +20,7 @@ impl Engine {
         // Until its first connect, a session lives as long as after a connect reply.
         let expire_at = now + self.config.interval + self.config.max_interval;
         let session = Arc::new(Session::new(cid.clone(), ctx.browser.clone(), expire_at));
-        self.sessions.insert(cid.clone(), session);
+        self.sessions.insert(cid.clone(), Arc::clone(&session));
         for listener in &self.listeners {
             listener.session_added(&cid);
         }
@@ -38,7 +38,7 @@ impl Engine {
             advice: Some(self.full_advice(self.config.interval)),
             ..Reply::success(msg)
         };
-        Step::Handshaken(cid, reply)
+        Step::Handshaken(session, reply)
     }
 
     /// `/meta/connect`: answered now, or held until a delivery, a disconnect or the timeout.
@@ -46,23 +46,23 @@ impl Engine {
         &self,
         now: Instant,
         ctx: &RequestContext,
-        msg: Message,
+        msg: &Message,
         alone: bool,
     ) -> Step {
         let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
-            return Step::Reply(Refusal::SessionUnknown.reply_to(&msg));
+            return Step::Reply(Refusal::SessionUnknown.reply_to(msg));
         };
         let connection_type = msg.get("connectionType").and_then(Value::as_str);
         if let Some(name) = connection_type {
             let allowed =
                 TransportKind::from_name(name).is_some_and(|t| self.config.transports.contains(&t));
             if !allowed {
-                return Step::Reply(Refusal::ConnectionTypeUnsupported.reply_to(&msg));
+                return Step::Reply(Refusal::ConnectionTypeUnsupported.reply_to(msg));
             }
         }
         let mut st = session.lock();
         if st.removed.is_some() {
-            return Step::Reply(Refusal::SessionUnknown.reply_to(&msg));
+            return Step::Reply(Refusal::SessionUnknown.reply_to(msg));
         }
         // Only the newest connect of a session is live (a reload, or a client that gave up on
         // the previous one): the older waiter is told it was superseded.
@@ -89,27 +89,27 @@ impl Engine {
         let answer_now = first
             || timeout.is_zero()
             || !st.queue.is_empty()
+            || st.ack.as_ref().is_some_and(|ack| ack.needs_resend())
             || (ctx.transport.is_http() && !alone)
             || self.shutting_down.load(Ordering::Relaxed);
         let mut browser_slot = None;
         if !answer_now && ctx.transport.is_http() {
             if let Some(browser) = &ctx.browser {
                 if !self.take_browser_slot(browser) {
-                    return self.multiple_clients_reply(now, &mut st, &msg);
+                    return self.multiple_clients_reply(now, &mut st, msg);
                 }
                 browser_slot = Some(browser.clone());
             }
         }
         if answer_now {
-            let mut reply = Reply::success(&msg);
+            let mut reply = Reply::success(msg);
             let shutting_down = self.shutting_down.load(Ordering::Relaxed);
             let readvise = std::mem::take(&mut st.readvise);
             if readvise || std::mem::take(&mut st.multiple_clients) || shutting_down {
                 reply.advice = Some(self.connect_advice(&st));
             }
             st.expire_at = now + st.interval + self.config.max_interval;
-            let drained = st.queue.drain(..).collect();
-            return Step::Connect(drained, reply);
+            return Step::Connect(st.drain_for_connect(), reply);
         }
 
         st.next_ticket += 1;
@@ -121,7 +121,7 @@ impl Engine {
         let deadline = now + timeout;
         st.hold = Some(HoldSlot {
             ticket,
-            request: msg,
+            request: msg.clone(),
             deadline,
             released: false,
             waker: None,
@@ -166,8 +166,7 @@ impl Engine {
                 ..Advice::default()
             }
         });
-        let drained = st.queue.drain(..).collect();
-        Step::Connect(drained, reply)
+        Step::Connect(st.drain_for_connect(), reply)
     }
 
     /// `/meta/disconnect`: removes the session and releases its held connect.

@@ -5,13 +5,15 @@
 //! sessions map, then a session, then the subscription index or the browser counters; never
 //! the other way round.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message};
+use serde_json::Value;
 
+use crate::ack::AckQueue;
 use crate::config::{EngineConfig, QueueFullPolicy};
 use crate::ids::BrowserId;
 use crate::listener::RemovalReason;
@@ -45,6 +47,9 @@ pub(crate) struct SessionState {
     pub(crate) dropped: u64,
     /// The websocket connection that pushes this session's deliveries as they are queued.
     pub(crate) pusher: Option<PusherSlot>,
+    /// Set when the client asked for acknowledged delivery (the `ack` extension).
+    pub(crate) ack: Option<AckQueue>,
+    pub(crate) attributes: HashMap<String, Value>,
 }
 
 /// The connection attached to push a session's deliveries.
@@ -93,6 +98,8 @@ impl Session {
                 next_ticket: 0,
                 dropped: 0,
                 pusher: None,
+                ack: None,
+                attributes: HashMap::new(),
             }),
         }
     }
@@ -142,9 +149,10 @@ impl Session {
         }
         st.queue.push_back(msg);
         let batching = st.batch_depth > 0;
+        let deliver_only = st.deliver_only(config);
         let st = &mut *st;
         match (st.pusher.as_mut(), st.hold.as_mut()) {
-            (Some(pusher), _) if !config.meta_connect_deliver_only => {
+            (Some(pusher), _) if !deliver_only => {
                 if let Some(waker) = pusher.waker.take() {
                     waker.wake();
                 }
@@ -168,6 +176,48 @@ impl Session {
         }
     }
 
+    /// A value the application attached to the session (credentials, user name, ...).
+    pub fn attribute(&self, key: &str) -> Option<Value> {
+        self.lock().attributes.get(key).cloned()
+    }
+
+    /// Attaches a value to the session, replacing any under the same key.
+    pub fn set_attribute(&self, key: impl Into<String>, value: impl Into<Value>) {
+        self.lock().attributes.insert(key.into(), value.into());
+    }
+
+    /// Removes a value attached to the session.
+    pub fn remove_attribute(&self, key: &str) -> Option<Value> {
+        self.lock().attributes.remove(key)
+    }
+
+    /// True once the client asked for acknowledged delivery.
+    pub fn is_ack_enabled(&self) -> bool {
+        self.lock().ack.is_some()
+    }
+
+    /// Messages sent with acknowledged delivery and not acknowledged yet.
+    pub fn unacknowledged(&self) -> usize {
+        self.lock().ack.as_ref().map_or(0, AckQueue::len)
+    }
+
+    pub(crate) fn enable_ack(&self) {
+        let mut st = self.lock();
+        if st.ack.is_none() {
+            st.ack = Some(AckQueue::new());
+        }
+    }
+
+    pub(crate) fn acknowledge(&self, batch: u64) {
+        if let Some(ack) = self.lock().ack.as_mut() {
+            ack.acknowledge(batch);
+        }
+    }
+
+    pub(crate) fn ack_batch_sent(&self) -> Option<u64> {
+        self.lock().ack.as_ref().and_then(AckQueue::sent_batch)
+    }
+
     pub(crate) fn is_hold_pending(&self, ticket: u64) -> bool {
         matches!(&self.lock().hold, Some(slot) if slot.ticket == ticket && !slot.released)
     }
@@ -179,6 +229,21 @@ impl Session {
 }
 
 impl SessionState {
+    /// Deliveries only with connect replies: never piggy-backed, never pushed.
+    pub(crate) fn deliver_only(&self, config: &EngineConfig) -> bool {
+        config.meta_connect_deliver_only || self.ack.is_some()
+    }
+
+    /// The deliveries a connect reply carries: the queue, or with acknowledged delivery
+    /// everything not acknowledged yet, numbered as a new batch.
+    pub(crate) fn drain_for_connect(&mut self) -> Vec<EncodedMessage> {
+        let fresh = self.queue.drain(..);
+        match self.ack.as_mut() {
+            Some(ack) => ack.send(fresh),
+            None => fresh.collect(),
+        }
+    }
+
     /// Pushes expiry back after a non-connect message: `max(expire_at, now + maxInterval)`.
     pub(crate) fn touch(&mut self, now: Instant, max_interval: Duration) {
         if self.hold.is_none() {

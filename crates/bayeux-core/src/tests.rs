@@ -63,7 +63,9 @@ impl Harness {
         let events = Arc::new(Mutex::new(Vec::new()));
         let listener = Arc::new(Recorder(Arc::clone(&events)));
         Self {
-            engine: Engine::new(config, Box::new(SequentialIds::default()), vec![listener]),
+            engine: Engine::new(config, Box::new(SequentialIds::default()))
+                .with_listener(listener)
+                .with_extension(Arc::new(crate::AckExtension)),
             now: Instant::now(),
             events,
             next_id: 0,
@@ -934,5 +936,138 @@ fn connect_over_a_transport_not_allowed_is_refused() {
             json!({"channel": "/meta/connect", "id": "2", "successful": false,
             "error": "400::connection_type_unsupported", "advice": {"reconnect": "handshake", "interval": 0}})
         ]
+    );
+}
+
+/// Connect with `ext.ack`, returning the deliveries' data and the reply's `ext.ack`.
+fn ack_connect(
+    h: &mut Harness,
+    cid: &str,
+    acked: u64,
+    advice: Option<Value>,
+) -> (Vec<Value>, Option<Value>, Option<Hold>) {
+    let id = h.id();
+    let mut m =
+        json!({"channel": "/meta/connect", "id": id, "clientId": cid, "ext": {"ack": acked}});
+    if let Some(advice) = advice {
+        m["advice"] = advice;
+    }
+    let browser = h.browser_of(cid);
+    let (replies, hold) = h.send(&browser, vec![m]);
+    let data = replies
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
+    let ack = replies.last().and_then(|r| r.pointer("/ext/ack").cloned());
+    (data, ack, hold)
+}
+
+#[test]
+fn ack_is_enabled_only_by_a_boolean_true() {
+    let mut h = Harness::new();
+    for (asked, granted) in [
+        (json!(true), Some(json!({"ack": true}))),
+        (json!("true"), None),
+        (json!(false), None),
+    ] {
+        let (replies, _) = h.send(
+            "b",
+            vec![json!({"channel": "/meta/handshake", "id": "1", "ext": {"ack": asked}})],
+        );
+        assert_eq!(replies[0].get("ext").cloned(), granted, "{asked}");
+    }
+}
+
+#[test]
+fn ack_numbers_connect_replies_and_resends_what_was_not_acknowledged() {
+    let mut h = Harness::new();
+    let (replies, _) = h.send(
+        "ack",
+        vec![json!({"channel": "/meta/handshake", "id": "1", "ext": {"ack": true}})],
+    );
+    let cid = replies[0]["clientId"].as_str().expect("cid").to_owned();
+    h.subscribe(&cid, "/a");
+    let publisher = h.client();
+
+    let (data, ack, _) = ack_connect(&mut h, &cid, 0, Some(json!({"timeout": 0})));
+    assert_eq!((data, ack), (vec![], Some(json!(1))));
+    h.publish(&publisher, "/a", json!(1));
+    h.publish(&publisher, "/a", json!(2));
+    let (data, ack, _) = ack_connect(&mut h, &cid, 1, None);
+    assert_eq!((data, ack), (vec![json!(1), json!(2)], Some(json!(2))));
+
+    // The response carrying batch 2 is lost: the client still acknowledges batch 1 only, and
+    // its connect is answered at once with batch 2 again, then what came since.
+    h.publish(&publisher, "/a", json!(3));
+    let (data, ack, hold) = ack_connect(&mut h, &cid, 1, Some(json!({"timeout": 0})));
+    assert!(hold.is_none());
+    assert_eq!(
+        (data, ack),
+        (vec![json!(1), json!(2), json!(3)], Some(json!(3)))
+    );
+
+    // Everything acknowledged: the next connect holds, and carries only new messages.
+    let (data, _, hold) = ack_connect(&mut h, &cid, 3, None);
+    assert_eq!(data, Vec::<Value>::new());
+    let hold = hold.expect("nothing to resend: held");
+    h.publish(&publisher, "/a", json!(4));
+    let replies = h.complete(hold);
+    assert_eq!(replies[0]["data"], json!(4));
+    assert_eq!(replies[1].pointer("/ext/ack"), Some(&json!(4)));
+    assert_eq!(h.engine.session(&cid).expect("live").unacknowledged(), 1);
+}
+
+#[test]
+fn ack_sessions_get_deliveries_only_with_connect_replies() {
+    let mut h = Harness::new();
+    let (replies, _) = h.send(
+        "ack",
+        vec![json!({"channel": "/meta/handshake", "id": "1", "ext": {"ack": true}})],
+    );
+    let cid = replies[0]["clientId"].as_str().expect("cid").to_owned();
+    h.subscribe(&cid, "/a");
+    ack_connect(&mut h, &cid, 0, Some(json!({"timeout": 0})));
+    let (_, _, hold) = ack_connect(&mut h, &cid, 1, None);
+    let hold = hold.expect("held");
+    let replies = h.publish(&cid, "/a", json!("own"));
+    assert_eq!(replies.len(), 1, "no piggy-backed delivery: {replies:?}");
+    assert!(!hold.is_pending(), "the held connect carries it instead");
+    assert_eq!(h.complete(hold)[0]["data"], json!("own"));
+}
+
+struct Deleter;
+
+impl crate::Extension for Deleter {
+    fn incoming(&self, _: Option<&crate::Session>, message: &mut Message) -> bool {
+        message.channel() != Some("/censored")
+    }
+
+    fn outgoing(&self, message: &mut Message) -> bool {
+        message.as_map_mut().insert("stamped".into(), json!(true));
+        true
+    }
+}
+
+#[test]
+fn extensions_can_delete_and_modify_messages() {
+    let mut h = Harness::new();
+    h.engine = Engine::new(
+        h.engine.config().clone(),
+        Box::new(SequentialIds::default()),
+    )
+    .with_extension(Arc::new(Deleter));
+    let cid = h.client();
+    h.subscribe(&cid, "/ok");
+    let replies = h.publish(&cid, "/censored", json!(1));
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/censored", "id": "4", "successful": false, "error": "404::message_deleted"})
+        ]
+    );
+    let replies = h.publish(&cid, "/ok", json!(2));
+    assert_eq!(
+        replies[0],
+        json!({"channel": "/ok", "data": 2, "stamped": true})
     );
 }

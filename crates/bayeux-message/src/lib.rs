@@ -8,15 +8,18 @@
 //! - [`reply`]: typed [`Reply`], [`Advice`], and [`Refusal`] with CometD's exact error strings.
 //! - [`channel`]: [`ChannelName`] validation, kinds and wildcard matching.
 //! - [`batch`]: parsing a request body into messages.
+//! - [`binary`]: Z85 payloads of the `binary` extension.
 //! - [`client_id`]: the [`ClientId`] newtype.
 
 pub mod batch;
+pub mod binary;
 pub mod channel;
 pub mod client_id;
 pub mod message;
 pub mod reply;
 
 pub use batch::{messages_from_value, parse_batch, BatchError};
+pub use binary::{z85_decode, z85_encode, BinaryData, Z85Error};
 pub use channel::{ChannelKind, ChannelName, InvalidChannel};
 pub use client_id::ClientId;
 pub use message::{encode_batch, EncodedMessage, Message};

@@ -46,6 +46,9 @@ pub struct Reply {
     /// Extension data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ext: Option<Map<String, Value>>,
+    /// Any other top-level field an extension adds (`timestamp`, ...).
+    #[serde(flatten, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
 }
 
 impl Reply {
@@ -135,6 +138,8 @@ pub enum Refusal {
     DataMissing,
     /// `403:<reason>:<operation>_denied` or any other error string chosen by the application.
     Denied(Cow<'static, str>),
+    /// `404::message_deleted`: an extension deleted the message.
+    MessageDeleted,
     /// `405::message_id_invalid`: `id` is neither an alphanumeric string nor an integer.
     MessageIdInvalid,
     /// `403:denied_by_security_policy:publish_denied`: publish to a protocol meta channel.
@@ -162,6 +167,7 @@ impl Refusal {
             Self::CreateDenied => "403:denied_by_security_policy:create_denied",
             Self::DataMissing => "400::data_missing",
             Self::Denied(text) => return text.clone(),
+            Self::MessageDeleted => "404::message_deleted",
             Self::MessageIdInvalid => "405::message_id_invalid",
             Self::PublishDenied => "403:denied_by_security_policy:publish_denied",
             Self::SessionUnknown => "402::session_unknown",

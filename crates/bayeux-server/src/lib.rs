@@ -19,14 +19,19 @@
 //! # Layout
 //! - `server`: [`Server`] and [`ServerBuilder`].
 //! - `ids`: [`RandomIds`], session and browser ids from the OS random generator.
+//! - `extensions`: [`TimesyncExtension`] and [`TimestampExtension`], which read the wall clock.
 
+mod extensions;
 mod ids;
 mod server;
 
 pub use bayeux_core::{
-    BrowserId, EngineConfig, Hold, HoldEnd, Outcome, Pusher, QueueFullPolicy, RemovalReason,
-    RequestContext, RequestError, SessionListener, TransportKind,
+    AckExtension, BrowserId, EngineConfig, Extension, Hold, HoldEnd, Outcome, Pusher,
+    QueueFullPolicy, RemovalReason, RequestContext, RequestError, Session, SessionListener,
+    TransportKind,
 };
 pub use bayeux_message::{ClientId, EncodedMessage, Refusal};
+pub use bayeux_message::{Message, Reply};
+pub use extensions::{TimestampExtension, TimesyncExtension};
 pub use ids::RandomIds;
 pub use server::{PublishError, Server, ServerBuilder};

@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bayeux_core::{
-    Engine, EngineConfig, Hold, HoldEnd, IdSource, Outcome, RemovalReason, RequestContext,
-    RequestError, SessionListener,
+    Engine, EngineConfig, Extension, Hold, HoldEnd, IdSource, Outcome, RemovalReason,
+    RequestContext, RequestError, SessionListener,
 };
 use bayeux_message::{ChannelName, ClientId, Message};
 use serde_json::Value;
@@ -168,6 +168,7 @@ pub struct ServerBuilder {
     sweep_period: Duration,
     ids: Box<dyn IdSource>,
     listeners: Vec<Arc<dyn SessionListener>>,
+    extensions: Vec<Arc<dyn Extension>>,
 }
 
 impl Default for ServerBuilder {
@@ -177,6 +178,7 @@ impl Default for ServerBuilder {
             sweep_period: Duration::from_millis(997),
             ids: Box::new(RandomIds),
             listeners: vec![Arc::new(LogSessions)],
+            extensions: Vec::new(),
         }
     }
 }
@@ -206,6 +208,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an extension (incoming hooks in the order added, outgoing ones in reverse).
+    pub fn extension(mut self, extension: impl Extension + 'static) -> Self {
+        self.extensions.push(Arc::new(extension));
+        self
+    }
+
     /// Calls `f` with the id of every new session.
     pub fn on_session_added(self, f: impl Fn(&ClientId) + Send + Sync + 'static) -> Self {
         self.session_listener(OnAdded(f))
@@ -224,7 +232,14 @@ impl ServerBuilder {
     /// # Panics
     /// Outside a Tokio runtime (actix-web's runtime is one).
     pub fn build(self) -> Server {
-        let engine = Engine::new(self.config, self.ids, self.listeners);
+        let engine = self
+            .listeners
+            .into_iter()
+            .fold(Engine::new(self.config, self.ids), Engine::with_listener);
+        let engine = self
+            .extensions
+            .into_iter()
+            .fold(engine, Engine::with_extension);
         let inner = Arc::new(Inner {
             engine,
             shutdown: tokio::sync::watch::Sender::new(false),

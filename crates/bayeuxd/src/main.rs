@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use bayeux_actix::Cometd;
-use bayeux_server::Server;
+use bayeux_server::{AckExtension, Server, TimestampExtension, TimesyncExtension};
 use clap::Parser;
 
 mod options;
 
-use options::{Options, Settings};
+use options::{BuiltinExtension, Options, Settings};
 
 fn main() -> ExitCode {
     let settings = match Options::parse().load() {
@@ -46,10 +46,17 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> std::io::Result<()> {
-    let server = Server::builder()
+    let mut builder = Server::builder()
         .config(settings.engine)
-        .sweep_period(settings.sweep_period)
-        .build();
+        .sweep_period(settings.sweep_period);
+    for extension in &settings.extensions {
+        builder = match extension {
+            BuiltinExtension::Ack => builder.extension(AckExtension),
+            BuiltinExtension::Timestamp => builder.extension(TimestampExtension),
+            BuiltinExtension::Timesync => builder.extension(TimesyncExtension::default()),
+        };
+    }
+    let server = builder.build();
     let endpoint = Cometd::new(server.clone()).transport_config(settings.transport);
     let path = settings.path;
     let mount = path.clone();

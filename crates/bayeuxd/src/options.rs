@@ -106,6 +106,9 @@ pub struct Options {
     /// Serve the files of this directory at / (a demo page, a test page).
     #[arg(long, value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Server extensions, comma-separated: ack, timesync, timestamp [default: ack,timesync].
+    #[arg(long, value_delimiter = ',')]
+    pub extensions: Option<Vec<String>>,
 
     /// Websocket options (`[ws]` table in the file).
     #[command(flatten)]
@@ -131,6 +134,28 @@ pub struct WsOptions {
     pub allowed_origins: Option<Vec<String>>,
 }
 
+/// An extension `bayeuxd` can enable by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuiltinExtension {
+    /// `ack`: acknowledged delivery.
+    Ack,
+    /// `timestamp`: a `timestamp` on every outgoing message.
+    Timestamp,
+    /// `timesync`: clock offset estimation for clients.
+    Timesync,
+}
+
+impl BuiltinExtension {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ack" => Some(Self::Ack),
+            "timestamp" => Some(Self::Timestamp),
+            "timesync" => Some(Self::Timesync),
+            _ => None,
+        }
+    }
+}
+
 /// Everything `bayeuxd` needs to start, resolved.
 #[derive(Debug)]
 pub struct Settings {
@@ -139,6 +164,7 @@ pub struct Settings {
     pub workers: Option<usize>,
     pub sweep_period: Duration,
     pub static_dir: Option<PathBuf>,
+    pub extensions: Vec<BuiltinExtension>,
     pub engine: EngineConfig,
     pub transport: TransportConfig,
 }
@@ -201,6 +227,7 @@ impl Options {
                 .callback_parameter_max_length
                 .or(base.callback_parameter_max_length),
             static_dir: self.static_dir.or(base.static_dir),
+            extensions: self.extensions.or(base.extensions),
             ws: WsOptions {
                 messages_per_frame: self.ws.messages_per_frame.or(base.ws.messages_per_frame),
                 idle_timeout: self.ws.idle_timeout.or(base.ws.idle_timeout),
@@ -258,6 +285,18 @@ impl Options {
         let engine = EngineConfig {
             transports,
             ..engine
+        };
+        let extensions = match self.extensions {
+            None => vec![BuiltinExtension::Ack, BuiltinExtension::Timesync],
+            Some(names) => names
+                .iter()
+                .filter(|name| !name.trim().is_empty())
+                .map(|name| {
+                    BuiltinExtension::from_name(name.trim()).ok_or_else(|| {
+                        format!("extensions: unknown extension {name:?} (ack, timesync, timestamp)")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
         };
         let ws_defaults = WebSocketConfig::default();
         let cookie_defaults = CookieConfig::default();
@@ -325,6 +364,7 @@ impl Options {
             path: path.trim_end_matches('/').to_owned(),
             workers: self.workers,
             static_dir: self.static_dir,
+            extensions,
             sweep_period: self.sweep_period.map_or(ms(997), ms),
             engine,
             transport,
@@ -381,6 +421,24 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn extensions_by_name() {
+        let settings = Options::default().resolve().expect("valid");
+        assert_eq!(
+            settings.extensions,
+            [BuiltinExtension::Ack, BuiltinExtension::Timesync]
+        );
+        let cli = Options::parse_from(["bayeuxd", "--extensions", "timestamp"]);
+        assert_eq!(
+            cli.resolve().expect("valid").extensions,
+            [BuiltinExtension::Timestamp]
+        );
+        let file: Options = toml::from_str("extensions = []").expect("valid");
+        assert_eq!(file.resolve().expect("valid").extensions, []);
+        let cli = Options::parse_from(["bayeuxd", "--extensions", "ack,reload"]);
+        assert!(cli.resolve().unwrap_err().contains("reload"));
     }
 
     #[test]
