@@ -27,7 +27,7 @@ use std::sync::Arc;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, Scope};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
-use bayeux_server::{Server, TransportKind};
+use bayeux_server::{HttpInfo, Server, TransportKind};
 use bayeux_transport::callback_polling::{self, GetRequest};
 use bayeux_transport::long_polling::{handle_post, PostRequest};
 use bayeux_transport::websocket::{self, Inbound, Outbound};
@@ -93,7 +93,23 @@ fn origin<'a>(
     HttpOrigin {
         browser_cookie: cookie.map(|c| c.value()),
         secure: req.connection_info().scheme() == "https",
+        http: Some(http_info(req)),
     }
+}
+
+/// Headers and peer address, for the application's security policy.
+fn http_info(req: &HttpRequest) -> Arc<HttpInfo> {
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    Arc::new(HttpInfo {
+        headers,
+        remote_addr: req.peer_addr(),
+    })
 }
 
 /// `long-polling`.
@@ -160,6 +176,7 @@ fn upgrade_websocket(
         Ok(parts) => parts,
         Err(err) => return err.error_response(),
     };
+    let http = http_info(req);
     let max = endpoint.config.max_message_size;
     let inbound = stream
         .max_frame_size(max)
@@ -195,6 +212,7 @@ fn upgrade_websocket(
         websocket::serve(
             endpoint.server.clone(),
             &endpoint.config,
+            Some(http),
             Box::pin(inbound),
             outbound,
         )

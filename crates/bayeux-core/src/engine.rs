@@ -21,6 +21,9 @@ use crate::config::{millis, EngineConfig, TransportKind};
 use crate::extension::Extension;
 use crate::ids::{BrowserId, IdSource};
 use crate::listener::{RemovalReason, SessionListener};
+use crate::registry::ChannelRegistry;
+use crate::security::{self, AllowAll, Authorizer, HttpInfo, Operation, SecurityPolicy};
+use crate::service::{MessageListener, Service, ServiceReply, ServiceRequest};
 use crate::session::{PusherSlot, Session};
 use crate::subscriptions::SubscriptionIndex;
 
@@ -39,6 +42,8 @@ pub struct RequestContext {
     /// Only the bound session may be used (`ws.requireHandshakePerConnection`): a new
     /// connection cannot resume a session by presenting its `clientId`.
     pub require_bound_session: bool,
+    /// The HTTP request (headers, peer), for the security policy.
+    pub http: Option<Arc<HttpInfo>>,
 }
 
 impl RequestContext {
@@ -49,6 +54,7 @@ impl RequestContext {
             browser: None,
             bound_session: None,
             require_bound_session: false,
+            http: None,
         }
     }
 
@@ -211,6 +217,10 @@ pub struct Engine {
     pub(crate) ids: Box<dyn IdSource>,
     pub(crate) listeners: Vec<Arc<dyn SessionListener>>,
     pub(crate) extensions: Vec<Arc<dyn Extension>>,
+    pub(crate) policy: Arc<dyn SecurityPolicy>,
+    pub(crate) authorizers: ChannelRegistry<dyn Authorizer>,
+    pub(crate) services: ChannelRegistry<dyn Service>,
+    pub(crate) message_listeners: ChannelRegistry<dyn MessageListener>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection: AtomicU64,
 }
@@ -236,6 +246,10 @@ impl Engine {
             ids,
             listeners: Vec::new(),
             extensions: Vec::new(),
+            policy: Arc::new(AllowAll),
+            authorizers: ChannelRegistry::default(),
+            services: ChannelRegistry::default(),
+            message_listeners: ChannelRegistry::default(),
             shutting_down: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
         }
@@ -251,6 +265,27 @@ impl Engine {
     pub fn with_extension(mut self, extension: Arc<dyn Extension>) -> Self {
         self.extensions.push(extension);
         self
+    }
+
+    /// Replaces the security policy (by default everything the protocol allows is allowed).
+    pub fn with_policy(mut self, policy: Arc<dyn SecurityPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Adds an authorizer on a channel or pattern (`/chat/**`), for subscribes and publishes.
+    pub fn add_authorizer(&self, channel: ChannelName, authorizer: Arc<dyn Authorizer>) {
+        self.authorizers.add(channel, authorizer);
+    }
+
+    /// Adds a service on a `/service/...` channel or pattern; the most specific one answers.
+    pub fn add_service(&self, channel: ChannelName, service: Arc<dyn Service>) {
+        self.services.add(channel, service);
+    }
+
+    /// Adds a listener of the messages published on a channel or pattern.
+    pub fn add_message_listener(&self, channel: ChannelName, listener: Arc<dyn MessageListener>) {
+        self.message_listeners.add(channel, listener);
     }
 
     /// The options in force.
@@ -415,26 +450,101 @@ impl Engine {
             ChannelKind::Meta => Some(Refusal::ChannelCreateDenied),
             _ if name.is_wildcard() => Some(Refusal::ChannelInvalid),
             _ if msg.data().is_none() => Some(Refusal::DataMissing),
-            _ => None,
+            _ => self
+                .authorize(Operation::Publish, name, &session, &msg)
+                .err(),
         };
+        let refusal = refusal.or_else(|| {
+            let listeners = self.message_listeners.matching(name);
+            let kept = listeners
+                .iter()
+                .all(|l| l.on_message(Some(&session), name, &mut msg));
+            (!kept).then_some(Refusal::MessageDeleted)
+        });
         if let Some(refusal) = refusal {
             return self.outgoing_reply(Some(&session), &msg, refusal.reply_to(&msg));
         }
         // The reply is final before the message moves on to its receivers.
         let reply = self.outgoing_reply(Some(&session), &msg, Reply::success(&msg));
-        if name.kind() == ChannelKind::Broadcast {
-            let map = msg.as_map_mut();
-            // Deliveries never carry the publisher's id nor the request id (it could collide
-            // with a pending remote call of the receiver).
-            map.remove("id");
-            map.remove("clientId");
-            map.insert("channel".into(), Value::String(name.as_str().to_owned()));
-            let skip = (!self.config.broadcast_to_publisher).then(|| session.client_id());
-            if let Some(delivery) = self.outgoing_delivery(msg) {
-                self.broadcast(name, &delivery, skip);
+        match name.kind() {
+            ChannelKind::Broadcast => {
+                let map = msg.as_map_mut();
+                // Deliveries never carry the publisher's id nor the request id (it could
+                // collide with a pending remote call of the receiver).
+                map.remove("id");
+                map.remove("clientId");
+                map.insert("channel".into(), Value::String(name.as_str().to_owned()));
+                let skip = (!self.config.broadcast_to_publisher).then(|| session.client_id());
+                if let Some(delivery) = self.outgoing_delivery(msg) {
+                    self.broadcast(name, &delivery, skip);
+                }
             }
+            ChannelKind::Service => self.call_service(&session, name, &msg),
+            ChannelKind::Meta => {}
         }
         reply
+    }
+
+    /// Hands a service message to the most specific service; queues its answer, if any, for
+    /// the caller as a remote-call result (same `channel` and `id`, result in `data`).
+    fn call_service(&self, session: &Arc<Session>, channel: &ChannelName, msg: &Message) {
+        let Some(service) = self.services.matching(channel).into_iter().next() else {
+            return;
+        };
+        let request = ServiceRequest {
+            session,
+            channel,
+            message: msg,
+        };
+        let Some(answer) = service.call(request) else {
+            return;
+        };
+        let (successful, data) = match answer {
+            ServiceReply::Success(data) => (true, data),
+            ServiceReply::Failure(data) => (false, data),
+        };
+        let mut result = Message::new()
+            .with("channel", channel.as_str())
+            .with("data", data)
+            .with("successful", successful);
+        if let Some(id) = msg.id() {
+            result = result.with("id", id.clone());
+        }
+        if let Some(encoded) = self.outgoing_delivery(result) {
+            session.enqueue(encoded, &self.config);
+        }
+    }
+
+    /// Sends a message straight to one session (no subscription, no channel listener, no
+    /// authorization): `channel` and `data`, plus `id` and `successful` when given (a late
+    /// remote-call answer). Returns false when the session does not exist.
+    pub fn deliver(&self, client_id: &str, message: Message) -> bool {
+        let Some(session) = self.session(client_id) else {
+            return false;
+        };
+        if let Some(encoded) = self.outgoing_delivery(message) {
+            session.enqueue(encoded, &self.config);
+        }
+        true
+    }
+
+    /// Runs the security policy and the channel's authorizers.
+    pub(crate) fn authorize(
+        &self,
+        operation: Operation,
+        channel: &ChannelName,
+        session: &Session,
+        msg: &Message,
+    ) -> Result<(), Refusal> {
+        let authorizers = self.authorizers.matching(channel);
+        security::check(
+            &*self.policy,
+            &authorizers,
+            operation,
+            channel,
+            session,
+            msg,
+        )
     }
 
     /// Publishes `data` on a broadcast channel from the server itself; returns how many
@@ -443,9 +553,16 @@ impl Engine {
         if channel.kind() != ChannelKind::Broadcast || channel.is_wildcard() {
             return Err(Refusal::ChannelInvalid);
         }
-        let msg = Message::new()
+        let mut msg = Message::new()
             .with("channel", channel.as_str())
             .with("data", data);
+        let listeners = self.message_listeners.matching(channel);
+        if !listeners
+            .iter()
+            .all(|l| l.on_message(None, channel, &mut msg))
+        {
+            return Ok(0);
+        }
         Ok(match self.outgoing_delivery(msg) {
             Some(delivery) => self.broadcast(channel, &delivery, None),
             None => 0,

@@ -23,6 +23,9 @@
 //! - [`session`]: one session's queue, subscriptions, held connect and expiry.
 //! - [`subscriptions`]: the index from subscription names to sessions.
 //! - [`extension`]: hooks on every message in and out; [`ack`]: acknowledged delivery.
+//! - [`security`]: the security policy and channel authorizers.
+//! - [`service`]: services on `/service/**` (remote calls) and channel message listeners.
+//! - `registry`: registrations keyed by channel or pattern.
 //! - [`config`], [`ids`], [`listener`]: options, id sources, session listeners.
 
 pub mod ack;
@@ -32,6 +35,9 @@ pub mod extension;
 pub mod ids;
 pub mod listener;
 mod meta;
+mod registry;
+pub mod security;
+pub mod service;
 pub mod session;
 pub mod subscriptions;
 
@@ -41,6 +47,8 @@ pub use engine::{Engine, Hold, HoldEnd, Outcome, Pusher, RequestContext, Request
 pub use extension::Extension;
 pub use ids::{BrowserId, IdSource, SequentialIds};
 pub use listener::{RemovalReason, SessionListener};
+pub use security::{AllowAll, Authorization, Authorizer, HttpInfo, Operation, SecurityPolicy};
+pub use service::{MessageListener, Service, ServiceReply, ServiceRequest};
 pub use session::Session;
 pub use subscriptions::SubscriptionIndex;
 

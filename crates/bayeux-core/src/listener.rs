@@ -1,6 +1,6 @@
-//! Hooks through which the application watches sessions come and go.
+//! Hooks through which the application watches sessions come and go, and subscribe.
 
-use bayeux_message::ClientId;
+use bayeux_message::{ChannelName, ClientId};
 
 /// Why a session was removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,4 +18,8 @@ pub trait SessionListener: Send + Sync {
     fn session_added(&self, _client_id: &ClientId) {}
     /// A session was removed, for `reason`.
     fn session_removed(&self, _client_id: &ClientId, _reason: RemovalReason) {}
+    /// A session subscribed to a channel or pattern (not called for a repeated subscribe).
+    fn subscribed(&self, _client_id: &ClientId, _channel: &ChannelName) {}
+    /// A session unsubscribed from a channel or pattern (not called on session removal).
+    fn unsubscribed(&self, _client_id: &ClientId, _channel: &ChannelName) {}
 }

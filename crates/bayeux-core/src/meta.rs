@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::config::{millis, TransportKind};
 use crate::engine::{Engine, Hold, RequestContext, Step};
+use crate::security::Operation;
 use crate::session::{HoldSlot, Session};
 
 impl Engine {
@@ -20,6 +21,9 @@ impl Engine {
         // Until its first connect, a session lives as long as after a connect reply.
         let expire_at = now + self.config.interval + self.config.max_interval;
         let session = Arc::new(Session::new(cid.clone(), ctx.browser.clone(), expire_at));
+        if !self.policy.can_handshake(&session, ctx, msg) {
+            return Step::Reply(Refusal::HandshakeDenied.reply_to(msg));
+        }
         self.sessions.insert(cid.clone(), Arc::clone(&session));
         for listener in &self.listeners {
             listener.session_added(&cid);
@@ -197,20 +201,34 @@ impl Engine {
                 return refusal.reply_to(msg);
             }
         }
-        let mut st = session.lock();
-        if st.removed.is_some() {
-            return Refusal::SessionUnknown.reply_to(msg);
+        for name in &names {
+            if let Err(refusal) = self.authorize(Operation::Subscribe, name, &session, msg) {
+                return refusal.reply_to(msg);
+            }
         }
-        st.touch(now, self.config.max_interval);
-        // Service channels answer the subscribe but record nothing: their messages are never
-        // broadcast. The index is updated under the session lock, so a concurrent removal sees
-        // every subscription it must undo.
-        for name in names
-            .into_iter()
-            .filter(|n| n.kind() == ChannelKind::Broadcast)
+        let mut added = Vec::new();
         {
-            if st.subscriptions.insert(name.clone()) {
-                self.subscriptions.add(&name, &session);
+            let mut st = session.lock();
+            if st.removed.is_some() {
+                return Refusal::SessionUnknown.reply_to(msg);
+            }
+            st.touch(now, self.config.max_interval);
+            // Service channels answer the subscribe but record nothing: their messages are
+            // never broadcast. The index is updated under the session lock, so a concurrent
+            // removal sees every subscription it must undo.
+            for name in names
+                .into_iter()
+                .filter(|n| n.kind() == ChannelKind::Broadcast)
+            {
+                if st.subscriptions.insert(name.clone()) {
+                    self.subscriptions.add(&name, &session);
+                    added.push(name);
+                }
+            }
+        }
+        for name in &added {
+            for listener in &self.listeners {
+                listener.subscribed(session.client_id(), name);
             }
         }
         subscription_reply(msg)
@@ -228,11 +246,20 @@ impl Engine {
         if names.iter().any(|n| n.kind() == ChannelKind::Meta) {
             return Refusal::UnsubscribeFailed.reply_to(msg);
         }
-        let mut st = session.lock();
-        st.touch(now, self.config.max_interval);
-        for name in &names {
-            if st.subscriptions.remove(name) {
-                self.subscriptions.remove(name, session.client_id());
+        let mut removed = Vec::new();
+        {
+            let mut st = session.lock();
+            st.touch(now, self.config.max_interval);
+            for name in names {
+                if st.subscriptions.remove(&name) {
+                    self.subscriptions.remove(&name, session.client_id());
+                    removed.push(name);
+                }
+            }
+        }
+        for name in &removed {
+            for listener in &self.listeners {
+                listener.unsubscribed(session.client_id(), name);
             }
         }
         subscription_reply(msg)

@@ -140,6 +140,8 @@ pub enum Refusal {
     Denied(Cow<'static, str>),
     /// `404::message_deleted`: an extension deleted the message.
     MessageDeleted,
+    /// `403::handshake_denied`: the security policy refused the handshake.
+    HandshakeDenied,
     /// `405::message_id_invalid`: `id` is neither an alphanumeric string nor an integer.
     MessageIdInvalid,
     /// `403:denied_by_security_policy:publish_denied`: publish to a protocol meta channel.
@@ -167,6 +169,7 @@ impl Refusal {
             Self::CreateDenied => "403:denied_by_security_policy:create_denied",
             Self::DataMissing => "400::data_missing",
             Self::Denied(text) => return text.clone(),
+            Self::HandshakeDenied => "403::handshake_denied",
             Self::MessageDeleted => "404::message_deleted",
             Self::MessageIdInvalid => "405::message_id_invalid",
             Self::PublishDenied => "403:denied_by_security_policy:publish_denied",
@@ -188,6 +191,8 @@ impl Refusal {
         let advice = match (self, channel) {
             (Self::SessionUnknown, Some("/meta/connect" | "/meta/handshake"))
             | (Self::ConnectionTypeUnsupported, _) => Some(Advice::rehandshake()),
+            // A refused handshake must not be retried in a loop.
+            (Self::HandshakeDenied, _) => Some(Advice::stop()),
             _ => None,
         };
         let subscription = match channel {

@@ -26,12 +26,14 @@ mod ids;
 mod server;
 
 pub use bayeux_core::{
-    AckExtension, BrowserId, EngineConfig, Extension, Hold, HoldEnd, Outcome, Pusher,
-    QueueFullPolicy, RemovalReason, RequestContext, RequestError, Session, SessionListener,
-    TransportKind,
+    AckExtension, AllowAll, Authorization, Authorizer, BrowserId, EngineConfig, Extension, Hold,
+    HoldEnd, HttpInfo, MessageListener, Operation, Outcome, Pusher, QueueFullPolicy, RemovalReason,
+    RequestContext, RequestError, SecurityPolicy, Service, ServiceReply, ServiceRequest, Session,
+    SessionListener, TransportKind,
 };
-pub use bayeux_message::{ClientId, EncodedMessage, Refusal};
-pub use bayeux_message::{Message, Reply};
+pub use bayeux_message::{
+    BinaryData, ChannelName, ClientId, EncodedMessage, Message, Refusal, Reply,
+};
 pub use extensions::{TimestampExtension, TimesyncExtension};
 pub use ids::RandomIds;
 pub use server::{PublishError, Server, ServerBuilder};

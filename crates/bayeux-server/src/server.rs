@@ -6,8 +6,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bayeux_core::{
-    Engine, EngineConfig, Extension, Hold, HoldEnd, IdSource, Outcome, RemovalReason,
-    RequestContext, RequestError, SessionListener,
+    Authorizer, Engine, EngineConfig, Extension, Hold, HoldEnd, IdSource, MessageListener, Outcome,
+    RemovalReason, RequestContext, RequestError, SecurityPolicy, Service, ServiceReply,
+    SessionListener,
 };
 use bayeux_message::{ChannelName, ClientId, Message};
 use serde_json::Value;
@@ -34,6 +35,8 @@ pub enum PublishError {
     InvalidChannel(String),
     /// Meta, service and wildcard channels cannot be published to.
     NotBroadcast(String),
+    /// Services live on `/service/...` channels.
+    NotService(String),
 }
 
 impl fmt::Display for PublishError {
@@ -41,6 +44,7 @@ impl fmt::Display for PublishError {
         match self {
             Self::InvalidChannel(name) => write!(f, "invalid channel name {name:?}"),
             Self::NotBroadcast(name) => write!(f, "{name:?} is not a broadcast channel"),
+            Self::NotService(name) => write!(f, "{name:?} is not a /service/ channel"),
         }
     }
 }
@@ -95,6 +99,89 @@ impl Server {
             .engine
             .publish(&name, data)
             .map_err(|_| PublishError::NotBroadcast(channel.to_owned()))
+    }
+
+    /// Sends `data` on `channel` straight to one session (no subscription needed): a private
+    /// message, or a late answer. Returns false when the session does not exist.
+    pub fn deliver(
+        &self,
+        client_id: &str,
+        channel: &str,
+        data: Value,
+    ) -> Result<bool, PublishError> {
+        let name = ChannelName::parse(channel)
+            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let message = Message::new()
+            .with("channel", name.as_str())
+            .with("data", data);
+        Ok(self.inner.engine.deliver(client_id, message))
+    }
+
+    /// Answers a remote call later (from another task): a delivery to the caller with the
+    /// call's `id`, as [`ServiceReply`] returned by a service would. Returns false when the
+    /// session does not exist.
+    pub fn answer_remote_call(
+        &self,
+        client_id: &str,
+        channel: &str,
+        id: Value,
+        answer: ServiceReply,
+    ) -> Result<bool, PublishError> {
+        let name = ChannelName::parse(channel)
+            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let (successful, data) = match answer {
+            ServiceReply::Success(data) => (true, data),
+            ServiceReply::Failure(data) => (false, data),
+        };
+        let message = Message::new()
+            .with("channel", name.as_str())
+            .with("id", id)
+            .with("data", data)
+            .with("successful", successful);
+        Ok(self.inner.engine.deliver(client_id, message))
+    }
+
+    /// Registers a service on a `/service/...` channel or pattern: it receives what clients
+    /// publish there, and its reply answers their `remoteCall`.
+    pub fn service(
+        &self,
+        channel: &str,
+        service: impl Service + 'static,
+    ) -> Result<(), PublishError> {
+        let name = ChannelName::parse(channel)
+            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        if name.kind() != bayeux_message::ChannelKind::Service {
+            return Err(PublishError::NotService(channel.to_owned()));
+        }
+        self.inner.engine.add_service(name, Arc::new(service));
+        Ok(())
+    }
+
+    /// Registers an authorizer on a channel or pattern (`/chat/**`).
+    pub fn authorizer(
+        &self,
+        channel: &str,
+        authorizer: impl Authorizer + 'static,
+    ) -> Result<(), PublishError> {
+        let name = ChannelName::parse(channel)
+            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        self.inner.engine.add_authorizer(name, Arc::new(authorizer));
+        Ok(())
+    }
+
+    /// Registers a listener that sees (and may change or refuse) each message published on a
+    /// channel or pattern.
+    pub fn message_listener(
+        &self,
+        channel: &str,
+        listener: impl MessageListener + 'static,
+    ) -> Result<(), PublishError> {
+        let name = ChannelName::parse(channel)
+            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        self.inner
+            .engine
+            .add_message_listener(name, Arc::new(listener));
+        Ok(())
     }
 
     /// Disconnects a session; its held connect is answered with `reconnect: none`.
@@ -169,6 +256,7 @@ pub struct ServerBuilder {
     ids: Box<dyn IdSource>,
     listeners: Vec<Arc<dyn SessionListener>>,
     extensions: Vec<Arc<dyn Extension>>,
+    policy: Option<Arc<dyn SecurityPolicy>>,
 }
 
 impl Default for ServerBuilder {
@@ -179,6 +267,7 @@ impl Default for ServerBuilder {
             ids: Box::new(RandomIds),
             listeners: vec![Arc::new(LogSessions)],
             extensions: Vec::new(),
+            policy: None,
         }
     }
 }
@@ -205,6 +294,12 @@ impl ServerBuilder {
     /// Adds a listener told of sessions added and removed.
     pub fn session_listener(mut self, listener: impl SessionListener + 'static) -> Self {
         self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Replaces the security policy (by default everything the protocol allows is allowed).
+    pub fn policy(mut self, policy: impl SecurityPolicy + 'static) -> Self {
+        self.policy = Some(Arc::new(policy));
         self
     }
 
@@ -236,10 +331,13 @@ impl ServerBuilder {
             .listeners
             .into_iter()
             .fold(Engine::new(self.config, self.ids), Engine::with_listener);
-        let engine = self
+        let mut engine = self
             .extensions
             .into_iter()
             .fold(engine, Engine::with_extension);
+        if let Some(policy) = self.policy {
+            engine = engine.with_policy(policy);
+        }
         let inner = Arc::new(Inner {
             engine,
             shutdown: tokio::sync::watch::Sender::new(false),

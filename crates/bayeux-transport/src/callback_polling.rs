@@ -16,7 +16,7 @@ use crate::http::{exchange, HttpOrigin, HttpReply};
 pub const JAVASCRIPT_UTF8: &str = "text/javascript;charset=UTF-8";
 
 /// What the transport needs from an HTTP `GET`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct GetRequest<'a> {
     /// The raw query string, without the `?`.
     pub query: &'a str,

@@ -2,7 +2,11 @@
 //! waiting for a held connect.
 
 use bayeux_message::{EncodedMessage, Message};
-use bayeux_server::{BrowserId, HoldEnd, RequestContext, RequestError, Server, TransportKind};
+use std::sync::Arc;
+
+use bayeux_server::{
+    BrowserId, HoldEnd, HttpInfo, RequestContext, RequestError, Server, TransportKind,
+};
 
 use crate::config::TransportConfig;
 
@@ -40,12 +44,14 @@ impl HttpReply {
 }
 
 /// The browser-facing part of an HTTP request.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct HttpOrigin<'a> {
     /// The value of the browser cookie, if the request carried it.
     pub browser_cookie: Option<&'a str>,
     /// Whether the request came over TLS (for the cookie's `Secure` attribute).
     pub secure: bool,
+    /// Headers and peer address, for the security policy.
+    pub http: Option<Arc<HttpInfo>>,
 }
 
 /// The messages of a successful exchange, and the cookie to set.
@@ -72,7 +78,8 @@ pub(crate) async fn exchange(
         Some(value) => BrowserId::new(value),
         None => server.engine().new_browser_id(),
     };
-    let ctx = RequestContext::new(transport).with_browser(Some(browser.clone()));
+    let mut ctx = RequestContext::new(transport).with_browser(Some(browser.clone()));
+    ctx.http = origin.http;
     let outcome = match server.handle(&ctx, batch) {
         Ok(outcome) => outcome,
         Err(RequestError::Empty) => return Err(HttpReply::error(400, "empty batch")),

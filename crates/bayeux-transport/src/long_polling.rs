@@ -12,7 +12,7 @@ use crate::config::TransportConfig;
 use crate::http::{exchange, HttpOrigin, HttpReply};
 
 /// What the transport needs from an HTTP `POST`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PostRequest<'a> {
     /// The `Content-Type` header.
     pub content_type: Option<&'a str>,
@@ -104,7 +104,7 @@ mod tests {
             content_type: Some("application/json;charset=UTF-8"),
             origin: HttpOrigin {
                 browser_cookie: cookie,
-                secure: false,
+                ..HttpOrigin::default()
             },
             body,
         }

@@ -9,10 +9,13 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 
 use bayeux_message::{encode_batch, parse_batch, BatchError, ClientId, EncodedMessage};
-use bayeux_server::{Hold, HoldEnd, Pusher, RequestContext, RequestError, Server, TransportKind};
+use bayeux_server::{
+    Hold, HoldEnd, HttpInfo, Pusher, RequestContext, RequestError, Server, TransportKind,
+};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use crate::config::TransportConfig;
@@ -73,13 +76,23 @@ enum Event {
 }
 
 /// Serves one websocket until either side closes it.
-pub async fn serve<I, O>(server: Server, config: &TransportConfig, mut inbound: I, mut outbound: O)
-where
+///
+/// `http` is the upgrade request, shown to the security policy at handshake.
+pub async fn serve<I, O>(
+    server: Server,
+    config: &TransportConfig,
+    http: Option<Arc<HttpInfo>>,
+    mut inbound: I,
+    mut outbound: O,
+) where
     I: Stream<Item = Inbound> + Unpin,
     O: Sink<Outbound> + Unpin,
 {
     let ws = &config.websocket;
-    let mut connection = Connection::default();
+    let mut connection = Connection {
+        http,
+        ..Connection::default()
+    };
     let mut held: Option<HoldWait> = None;
     let idle = tokio::time::sleep(ws.idle_timeout);
     tokio::pin!(idle);
@@ -181,6 +194,7 @@ where
 struct Connection {
     bound: Option<ClientId>,
     pusher: Option<Pusher>,
+    http: Option<Arc<HttpInfo>>,
 }
 
 impl Connection {
@@ -203,6 +217,7 @@ impl Connection {
         let ctx = RequestContext {
             bound_session: self.bound.clone(),
             require_bound_session: config.websocket.require_handshake_per_connection,
+            http: self.http.clone(),
             ..RequestContext::new(TransportKind::WebSocket)
         };
         let outcome = server.handle(&ctx, batch).map_err(|e| match e {
@@ -253,7 +268,7 @@ mod tests {
             let (to_server, inbound) = mpsc::unbounded();
             let (outbound, from_server) = mpsc::unbounded();
             let server = server.clone();
-            tokio::spawn(async move { serve(server, &config, inbound, outbound).await });
+            tokio::spawn(async move { serve(server, &config, None, inbound, outbound).await });
             Self {
                 to_server,
                 from_server,
