@@ -1,2 +1,37 @@
 //! Examples of embedding the Bayeux server; each is a file beside this one, run with
-//! `cargo run -p bayeux-examples --example <name>`.
+//! `cargo run -p bayeux-examples --example <name>`:
+//!
+//! - `embedded`: an actix-web app with its own routes beside the endpoint, publishing from a
+//!   plain HTTP handler (spells out the set-up the others share through [`serve`]).
+//! - `ticker`: a server-side task publishing to a channel.
+//! - `auth`: a security policy checking a token sent in the handshake `ext`, and an authorizer
+//!   for private channels.
+//! - `services`: remote calls answered now, answered later from a task, and failing.
+//! - `chat`: the chat demo page (run `npm install --prefix examples/chat` first).
+//!
+//! Each listens on `$BIND` (default `127.0.0.1:8080`) and prints
+//! `listening on http://ADDR/cometd` once ready.
+
+use std::path::PathBuf;
+
+use actix_web::{App, HttpServer};
+use bayeux_server::Server;
+
+/// Serves `server` at `/cometd` on `$BIND`, and the files of `static_dir` at `/` if given.
+pub async fn serve(server: Server, static_dir: Option<PathBuf>) -> std::io::Result<()> {
+    let addr = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let http = HttpServer::new(move || {
+        let app = App::new().service(bayeux_actix::scope("/cometd", server.clone()));
+        match &static_dir {
+            Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
+            None => app,
+        }
+    })
+    .bind(&addr)?;
+    for addr in http.addrs() {
+        println!("listening on http://{addr}/cometd");
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    http.run().await
+}
