@@ -39,8 +39,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-step "building bayeuxd (the wire tests and the Node suite run the real binary)"
-cargo build -p bayeuxd --quiet
+step "building bayeuxd and the examples (the wire tests and the JS suites run the real binaries)"
+cargo build -p bayeuxd -p bayeux-examples --examples --bins --quiet
 export BAYEUXD_BIN="$PWD/target/debug/bayeuxd"
 
 step "cargo test (unit, engine scenarios, wire conformance over HTTP)"
@@ -52,6 +52,9 @@ step "official CometD client in Node (conformance/node)"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
   npm test
 )
+
+step "the chat example's page dependencies (examples/chat)"
+npm install --prefix examples/chat --no-audit --no-fund
 
 step "official CometD client in headless Chromium (conformance/browser)"
 (
