@@ -1075,8 +1075,16 @@ fn extensions_can_delete_and_modify_messages() {
 struct TokenPolicy;
 
 impl crate::SecurityPolicy for TokenPolicy {
-    fn can_handshake(&self, session: &crate::Session, _: &RequestContext, message: &Message) -> bool {
-        let token = message.ext().and_then(|e| e.get("token")).and_then(Value::as_str);
+    fn can_handshake(
+        &self,
+        session: &crate::Session,
+        _: &RequestContext,
+        message: &Message,
+    ) -> bool {
+        let token = message
+            .ext()
+            .and_then(|e| e.get("token"))
+            .and_then(Value::as_str);
         match token {
             Some("admin") | Some("user") => {
                 session.set_attribute("role", token.unwrap_or_default());
@@ -1086,20 +1094,32 @@ impl crate::SecurityPolicy for TokenPolicy {
         }
     }
 
-    fn can_publish(&self, session: &crate::Session, channel: &bayeux_message::ChannelName, _: &Message) -> bool {
-        !channel.as_str().starts_with("/announce") || session.attribute("role") == Some(json!("admin"))
+    fn can_publish(
+        &self,
+        session: &crate::Session,
+        channel: &bayeux_message::ChannelName,
+        _: &Message,
+    ) -> bool {
+        !channel.as_str().starts_with("/announce")
+            || session.attribute("role") == Some(json!("admin"))
     }
 }
 
 fn secured() -> Harness {
     let mut h = Harness::new();
-    h.engine = Engine::new(h.engine.config().clone(), Box::new(SequentialIds::default()))
-        .with_policy(Arc::new(TokenPolicy));
+    h.engine = Engine::new(
+        h.engine.config().clone(),
+        Box::new(SequentialIds::default()),
+    )
+    .with_policy(Arc::new(TokenPolicy));
     h
 }
 
 fn handshake_with_token(h: &mut Harness, token: &str) -> Value {
-    let (replies, _) = h.send(&format!("b-{token}"), vec![json!({"channel": "/meta/handshake", "id": "1", "ext": {"token": token}})]);
+    let (replies, _) = h.send(
+        &format!("b-{token}"),
+        vec![json!({"channel": "/meta/handshake", "id": "1", "ext": {"token": token}})],
+    );
     replies[0].clone()
 }
 
@@ -1112,41 +1132,70 @@ fn policy_refuses_handshakes_with_advice_to_stop() {
                "error": "403::handshake_denied", "advice": {"reconnect": "none"}})
     );
     assert_eq!(h.engine.session_count(), 0);
-    assert_eq!(handshake_with_token(&mut h, "user")["successful"], json!(true));
+    assert_eq!(
+        handshake_with_token(&mut h, "user")["successful"],
+        json!(true)
+    );
 }
 
 #[test]
 fn policy_and_authorizers_decide_publishes_and_subscribes() {
     use crate::{Authorization, Operation};
     let mut h = secured();
-    let user = handshake_with_token(&mut h, "user")["clientId"].as_str().expect("cid").to_owned();
-    let admin = handshake_with_token(&mut h, "admin")["clientId"].as_str().expect("cid").to_owned();
+    let user = handshake_with_token(&mut h, "user")["clientId"]
+        .as_str()
+        .expect("cid")
+        .to_owned();
+    let admin = handshake_with_token(&mut h, "admin")["clientId"]
+        .as_str()
+        .expect("cid")
+        .to_owned();
     let replies = h.publish(&user, "/announce/x", json!(1));
-    assert_eq!(replies[0]["error"], json!("403:denied_by_security_policy:publish_denied"));
-    assert_eq!(h.publish(&admin, "/announce/x", json!(1))[0]["successful"], json!(true));
+    assert_eq!(
+        replies[0]["error"],
+        json!("403:denied_by_security_policy:publish_denied")
+    );
+    assert_eq!(
+        h.publish(&admin, "/announce/x", json!(1))[0]["successful"],
+        json!(true)
+    );
 
-    let staff_only = |_: Operation, _: &bayeux_message::ChannelName, session: &crate::Session, _: &Message| {
-        if session.attribute("role") == Some(json!("admin")) {
-            Authorization::Grant
-        } else {
-            Authorization::Deny("staff_only".into())
-        }
-    };
+    let staff_only =
+        |_: Operation, _: &bayeux_message::ChannelName, session: &crate::Session, _: &Message| {
+            if session.attribute("role") == Some(json!("admin")) {
+                Authorization::Grant
+            } else {
+                Authorization::Deny("staff_only".into())
+            }
+        };
     let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
-    h.engine.add_authorizer(channel("/staff/**"), Arc::new(staff_only));
-    let refuse = h.request(&user, vec![json!({"channel": "/meta/subscribe", "subscription": "/staff/room"})]);
+    h.engine
+        .add_authorizer(channel("/staff/**"), Arc::new(staff_only));
+    let refuse = h.request(
+        &user,
+        vec![json!({"channel": "/meta/subscribe", "subscription": "/staff/room"})],
+    );
     assert_eq!(refuse[0]["error"], json!("403:staff_only:subscribe_denied"));
     assert_eq!(refuse[0]["subscription"], json!("/staff/room"));
     // Subscribing to a pattern is checked against the authorizers of the pattern's ancestors.
-    let refuse = h.request(&user, vec![json!({"channel": "/meta/subscribe", "subscription": "/staff/*"})]);
+    let refuse = h.request(
+        &user,
+        vec![json!({"channel": "/meta/subscribe", "subscription": "/staff/*"})],
+    );
     assert_eq!(refuse[0]["error"], json!("403:staff_only:subscribe_denied"));
     h.subscribe(&admin, "/staff/room");
 
     // An authorizer that only ignores grants nothing.
-    let ignore = |_: Operation, _: &bayeux_message::ChannelName, _: &crate::Session, _: &Message| Authorization::Ignore;
+    let ignore = |_: Operation,
+                  _: &bayeux_message::ChannelName,
+                  _: &crate::Session,
+                  _: &Message| Authorization::Ignore;
     h.engine.add_authorizer(channel("/quiet"), Arc::new(ignore));
     let refuse = h.publish(&admin, "/quiet", json!(1));
-    assert_eq!(refuse[0]["error"], json!("403:denied_by_not_granting:publish_denied"));
+    assert_eq!(
+        refuse[0]["error"],
+        json!("403:denied_by_not_granting:publish_denied")
+    );
 }
 
 #[test]
@@ -1156,41 +1205,73 @@ fn services_answer_remote_calls_with_the_request_id() {
     let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
     let echo = |req: ServiceRequest<'_>| Some(ServiceReply::Success(req.data().clone()));
     let fail = |_: ServiceRequest<'_>| Some(ServiceReply::Failure(json!({"reason": "nope"})));
-    h.engine.add_service(channel("/service/echo"), Arc::new(echo));
-    h.engine.add_service(channel("/service/fail/**"), Arc::new(fail));
+    h.engine
+        .add_service(channel("/service/echo"), Arc::new(echo));
+    h.engine
+        .add_service(channel("/service/fail/**"), Arc::new(fail));
     let cid = h.client();
-    let replies = h.request(&cid, vec![json!({"channel": "/service/echo", "id": "77", "data": {"x": 1}})]);
+    let replies = h.request(
+        &cid,
+        vec![json!({"channel": "/service/echo", "id": "77", "data": {"x": 1}})],
+    );
     assert_eq!(
         replies,
-        [json!({"channel": "/service/echo", "id": "77", "data": {"x": 1}, "successful": true}),
-         json!({"channel": "/service/echo", "id": "77", "successful": true})]
+        [
+            json!({"channel": "/service/echo", "id": "77", "data": {"x": 1}, "successful": true}),
+            json!({"channel": "/service/echo", "id": "77", "successful": true})
+        ]
     );
-    let replies = h.request(&cid, vec![json!({"channel": "/service/fail/deep", "id": "78", "data": null})]);
-    assert_eq!(replies[0], json!({"channel": "/service/fail/deep", "id": "78", "data": {"reason": "nope"}, "successful": false}));
+    let replies = h.request(
+        &cid,
+        vec![json!({"channel": "/service/fail/deep", "id": "78", "data": null})],
+    );
+    assert_eq!(
+        replies[0],
+        json!({"channel": "/service/fail/deep", "id": "78", "data": {"reason": "nope"}, "successful": false})
+    );
     // No service: a plain publish reply, nothing else.
-    let replies = h.request(&cid, vec![json!({"channel": "/service/none", "id": "79", "data": 1})]);
-    assert_eq!(replies, [json!({"channel": "/service/none", "id": "79", "successful": true})]);
+    let replies = h.request(
+        &cid,
+        vec![json!({"channel": "/service/none", "id": "79", "data": 1})],
+    );
+    assert_eq!(
+        replies,
+        [json!({"channel": "/service/none", "id": "79", "successful": true})]
+    );
 }
 
 #[test]
 fn message_listeners_modify_or_refuse_publishes() {
     let mut h = Harness::new();
     let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
-    let censor = |_: Option<&crate::Session>, _: &bayeux_message::ChannelName, msg: &mut Message| {
-        if msg.data() == Some(&json!("bad")) {
-            return false;
-        }
-        msg.as_map_mut().insert("checked".into(), json!(true));
-        true
-    };
-    h.engine.add_message_listener(channel("/chat/*"), Arc::new(censor));
+    let censor =
+        |_: Option<&crate::Session>, _: &bayeux_message::ChannelName, msg: &mut Message| {
+            if msg.data() == Some(&json!("bad")) {
+                return false;
+            }
+            msg.as_map_mut().insert("checked".into(), json!(true));
+            true
+        };
+    h.engine
+        .add_message_listener(channel("/chat/*"), Arc::new(censor));
     let cid = h.client();
     h.subscribe(&cid, "/chat/room");
     let refused = h.publish(&cid, "/chat/room", json!("bad"));
-    assert_eq!(refused, [json!({"channel": "/chat/room", "id": "4", "successful": false, "error": "404::message_deleted"})]);
+    assert_eq!(
+        refused,
+        [
+            json!({"channel": "/chat/room", "id": "4", "successful": false, "error": "404::message_deleted"})
+        ]
+    );
     let replies = h.publish(&cid, "/chat/room", json!("good"));
-    assert_eq!(replies[0], json!({"channel": "/chat/room", "data": "good", "checked": true}));
-    assert_eq!(h.engine.publish(&channel("/chat/room"), json!("bad")), Ok(0));
+    assert_eq!(
+        replies[0],
+        json!({"channel": "/chat/room", "data": "good", "checked": true})
+    );
+    assert_eq!(
+        h.engine.publish(&channel("/chat/room"), json!("bad")),
+        Ok(0)
+    );
 }
 
 #[test]
@@ -1198,7 +1279,9 @@ fn deliver_reaches_one_session_without_a_subscription() {
     let mut h = Harness::new();
     let cid = h.client();
     let other = h.client();
-    let msg = Message::new().with("channel", "/private").with("data", "psst");
+    let msg = Message::new()
+        .with("channel", "/private")
+        .with("data", "psst");
     assert!(h.engine.deliver(&cid, msg.clone()));
     assert!(!h.engine.deliver("nobody", msg));
     let (replies, _) = h.connect(&cid, Some(json!({"timeout": 0})));
@@ -1220,12 +1303,18 @@ fn subscription_listeners_hear_new_subscriptions_only() {
             self.0.lock().unwrap().push(format!("-{channel}"));
         }
     }
-    h.engine = Engine::new(h.engine.config().clone(), Box::new(SequentialIds::default()))
-        .with_listener(Arc::new(Subs(Arc::clone(&events))));
+    h.engine = Engine::new(
+        h.engine.config().clone(),
+        Box::new(SequentialIds::default()),
+    )
+    .with_listener(Arc::new(Subs(Arc::clone(&events))));
     let cid = h.client();
     h.subscribe(&cid, "/a");
     h.subscribe(&cid, "/a");
     h.subscribe(&cid, "/service/x");
-    h.request(&cid, vec![json!({"channel": "/meta/unsubscribe", "subscription": "/a"})]);
+    h.request(
+        &cid,
+        vec![json!({"channel": "/meta/unsubscribe", "subscription": "/a"})],
+    );
     assert_eq!(*events.lock().unwrap(), ["+/a", "-/a"]);
 }
