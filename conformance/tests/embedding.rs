@@ -122,3 +122,45 @@ async fn server_side_disconnect_answers_the_held_connect_with_reconnect_none() {
         Some(format!("removed {cid} Disconnect"))
     );
 }
+
+#[tokio::test]
+async fn local_session_answers_a_remote_client_over_http() {
+    let (server, addr, _) = embedded_app();
+    let bot = server.local_session("echo");
+    let replier = server.clone();
+    bot.subscribe("/chat/in", move |msg| {
+        let text = msg.data().cloned().unwrap_or_default();
+        // The bot publishes as itself, through the same pipeline as remote clients.
+        let _ = replier.publish("/chat/out", json!({ "echo": text }));
+    })
+    .expect("subscribe");
+    let client = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    client.handshake().await;
+    client.first_connect().await;
+    client.subscribe_ok(json!("/chat/out")).await;
+    let mut held = client.start_connect().await;
+    held.assert_pending_for(Duration::from_millis(200)).await;
+    // The bot answers while the client's publish is being handled, so the answer rides on
+    // that same response (ahead of the reply), and the held connect is left alone.
+    let exchange = client.publish("/chat/in", json!("ping")).await;
+    assert_messages(
+        exchange.ok(),
+        &[
+            json!({"channel": "/chat/out", "data": {"echo": "ping"}}),
+            json!({"channel": "/chat/in", "id": exchange.id, "successful": true}),
+        ],
+    );
+    held.assert_pending_for(Duration::from_millis(200)).await;
+    // A publish from elsewhere reaches the bot, whose answer wakes the held connect.
+    let other = server.local_session("other");
+    other.publish("/chat/in", json!("pong")).expect("publish");
+    let exchange = held.finish().await;
+    assert_messages(
+        exchange.ok(),
+        &[
+            json!({"channel": "/chat/out", "data": {"echo": "pong"}}),
+            json!({"channel": "/meta/connect", "id": exchange.id, "successful": true}),
+        ],
+    );
+    assert_eq!(server.session_count(), 3, "two bots and the client");
+}

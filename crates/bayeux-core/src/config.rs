@@ -11,6 +11,8 @@ pub enum TransportKind {
     LongPolling,
     /// `websocket`: one websocket per client.
     WebSocket,
+    /// A local session: server code acting as a client, in process.
+    Local,
 }
 
 impl TransportKind {
@@ -20,6 +22,7 @@ impl TransportKind {
             Self::CallbackPolling => "callback-polling",
             Self::LongPolling => "long-polling",
             Self::WebSocket => "websocket",
+            Self::Local => "local",
         }
     }
 
@@ -35,7 +38,7 @@ impl TransportKind {
 
     /// True for the HTTP transports, which carry the browser cookie and one request per hold.
     pub fn is_http(self) -> bool {
-        !matches!(self, Self::WebSocket)
+        matches!(self, Self::CallbackPolling | Self::LongPolling)
     }
 }
 

@@ -24,7 +24,7 @@ use crate::listener::{RemovalReason, SessionListener};
 use crate::registry::ChannelRegistry;
 use crate::security::{self, AllowAll, Authorizer, HttpInfo, Operation, SecurityPolicy};
 use crate::service::{MessageListener, Service, ServiceReply, ServiceRequest};
-use crate::session::{PusherSlot, Session};
+use crate::session::{LocalSink, PusherSlot, Session};
 use crate::subscriptions::SubscriptionIndex;
 
 /// Least `interval` advised to clients while the server shuts down.
@@ -637,6 +637,30 @@ impl Engine {
         }
     }
 
+    /// Creates a local session: a server-side client, named `<id_hint>_<random>`, whose
+    /// deliveries go to `sink` as they are published, and which never expires. It subscribes
+    /// and publishes through [`Engine::handle`] with a [`TransportKind::Local`] context, under
+    /// the same rules as remote clients (the security policy's handshake check excepted).
+    pub fn create_local_session(
+        &self,
+        now: Instant,
+        id_hint: &str,
+        sink: LocalSink,
+    ) -> Arc<Session> {
+        let cid = ClientId::new(format!("{id_hint}_{}", self.ids.client_id()));
+        let session = Arc::new(Session::new(cid.clone(), None, now));
+        {
+            let mut st = session.lock();
+            st.sink = Some(sink);
+            st.connected = true;
+        }
+        self.sessions.insert(cid.clone(), Arc::clone(&session));
+        for listener in &self.listeners {
+            listener.session_added(&cid);
+        }
+        session
+    }
+
     /// Attaches a websocket connection to push `client_id`'s deliveries as they are queued,
     /// replacing any connection attached before. `None` when the session does not exist.
     pub fn attach_pusher(&self, client_id: &str) -> Option<Pusher> {
@@ -663,6 +687,9 @@ impl Engine {
             .iter()
             .filter(|entry| {
                 let st = entry.value().lock();
+                if st.sink.is_some() {
+                    return false;
+                }
                 let due = match &st.hold {
                     Some(slot) => slot.deadline + st.interval + self.config.max_interval,
                     None => st.expire_at,

@@ -49,7 +49,7 @@ pub use ids::{BrowserId, IdSource, SequentialIds};
 pub use listener::{RemovalReason, SessionListener};
 pub use security::{AllowAll, Authorization, Authorizer, HttpInfo, Operation, SecurityPolicy};
 pub use service::{MessageListener, Service, ServiceReply, ServiceRequest};
-pub use session::Session;
+pub use session::{LocalSink, Session};
 pub use subscriptions::SubscriptionIndex;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! the other way round.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,13 @@ pub(crate) struct SessionState {
     /// Set when the client asked for acknowledged delivery (the `ack` extension).
     pub(crate) ack: Option<AckQueue>,
     pub(crate) attributes: HashMap<String, Value>,
+    /// Set for a local (server-side) session: deliveries go to it at once, and the session
+    /// never expires.
+    pub(crate) sink: Option<LocalSink>,
 }
+
+/// Where a local session's deliveries go.
+pub type LocalSink = Arc<dyn Fn(&EncodedMessage) + Send + Sync>;
 
 /// The connection attached to push a session's deliveries.
 pub(crate) struct PusherSlot {
@@ -100,6 +106,7 @@ impl Session {
                 pusher: None,
                 ack: None,
                 attributes: HashMap::new(),
+                sink: None,
             }),
         }
     }
@@ -137,6 +144,12 @@ impl Session {
     pub(crate) fn enqueue(&self, msg: EncodedMessage, config: &EngineConfig) {
         let mut st = self.lock();
         if st.removed.is_some() {
+            return;
+        }
+        if let Some(sink) = st.sink.clone() {
+            // A local session: hand the message to the application, outside the lock.
+            drop(st);
+            sink(&msg);
             return;
         }
         if st.queue.len() >= config.max_queue.max(1) {
@@ -189,6 +202,11 @@ impl Session {
     /// Removes a value attached to the session.
     pub fn remove_attribute(&self, key: &str) -> Option<Value> {
         self.lock().attributes.remove(key)
+    }
+
+    /// True for a local (server-side) session.
+    pub fn is_local(&self) -> bool {
+        self.lock().sink.is_some()
     }
 
     /// True once the client asked for acknowledged delivery.

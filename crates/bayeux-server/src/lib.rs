@@ -19,10 +19,12 @@
 //! # Layout
 //! - `server`: [`Server`] and [`ServerBuilder`].
 //! - `ids`: [`RandomIds`], session and browser ids from the OS random generator.
+//! - `local`: [`LocalSession`], server code acting as a client.
 //! - `extensions`: [`TimesyncExtension`] and [`TimestampExtension`], which read the wall clock.
 
 mod extensions;
 mod ids;
+mod local;
 mod server;
 
 pub use bayeux_core::{
@@ -36,4 +38,5 @@ pub use bayeux_message::{
 };
 pub use extensions::{TimestampExtension, TimesyncExtension};
 pub use ids::RandomIds;
+pub use local::{LocalError, LocalSession};
 pub use server::{PublishError, Server, ServerBuilder};

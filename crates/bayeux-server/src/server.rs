@@ -14,6 +14,7 @@ use bayeux_message::{ChannelName, ClientId, Message};
 use serde_json::Value;
 
 use crate::ids::RandomIds;
+use crate::local::LocalSession;
 
 /// A running Bayeux server. Cheap to clone: all clones share one engine.
 #[derive(Clone)]
@@ -184,6 +185,11 @@ impl Server {
         Ok(())
     }
 
+    /// A new local session: server code that subscribes and publishes like a client.
+    pub fn local_session(&self, id_hint: &str) -> LocalSession {
+        LocalSession::new(self.clone(), id_hint)
+    }
+
     /// Disconnects a session; its held connect is answered with `reconnect: none`.
     pub fn disconnect(&self, client_id: &str) -> bool {
         self.inner.engine.disconnect_session(client_id)
@@ -225,7 +231,7 @@ impl fmt::Debug for Server {
 }
 
 /// The engine's clock: Tokio's, so that tests with paused time move it too.
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
@@ -467,6 +473,48 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(server.session_count(), 0);
         assert_eq!(*removed.lock().unwrap(), [(cid, RemovalReason::Timeout)]);
+    }
+
+    #[tokio::test]
+    async fn local_sessions_subscribe_and_publish_like_clients() {
+        let server = Server::builder().build();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let bot = server.local_session("bot");
+        assert!(bot.client_id().as_str().starts_with("bot_"));
+        bot.subscribe("/room/*", move |msg| {
+            log.lock()
+                .unwrap()
+                .push(msg.data().cloned().unwrap_or_default());
+        })
+        .expect("subscribed");
+        let other = server.local_session("other");
+        other.publish("/room/a", json!("hi")).expect("published");
+        assert_eq!(server.publish("/room/b", json!(2)), Ok(1));
+        assert_eq!(*seen.lock().unwrap(), [json!("hi"), json!(2)]);
+        assert_eq!(
+            other.publish("/meta/x", json!(1)),
+            Err(crate::LocalError(
+                "403:denied_by_security_policy:channel_create_denied".into()
+            ))
+        );
+        assert_eq!(
+            other.subscribe("/meta/connect", |_| {}),
+            Err(crate::LocalError(
+                "403:denied_by_security_policy:subscribe_denied".into()
+            ))
+        );
+        bot.disconnect();
+        assert_eq!(server.publish("/room/c", json!(3)), Ok(0));
+        assert_eq!(server.session_count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_sessions_never_expire() {
+        let server = Server::builder().build();
+        let _bot = server.local_session("bot");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(server.session_count(), 1);
     }
 
     #[tokio::test]
