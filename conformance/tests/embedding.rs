@@ -164,3 +164,42 @@ async fn local_session_answers_a_remote_client_over_http() {
     );
     assert_eq!(server.session_count(), 3, "two bots and the client");
 }
+
+#[tokio::test]
+async fn channel_options_and_subscription_listeners_over_http() {
+    let (server, addr, _) = embedded_app();
+    server
+        .configure_channel(
+            "/quiet",
+            bayeux_server::ChannelOptions {
+                broadcast_to_publisher: Some(false),
+                ..Default::default()
+            },
+        )
+        .expect("valid channel");
+    let client = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    client.handshake().await;
+    client.first_connect().await;
+    client.subscribe_ok(json!(["/quiet", "/loud"])).await;
+    // `/quiet` does not echo to its publisher; `/loud` does, as the server default says.
+    let quiet = client.publish("/quiet", json!(1)).await;
+    assert_messages(
+        quiet.ok(),
+        &[json!({"channel": "/quiet", "id": quiet.id, "successful": true})],
+    );
+    let loud = client.publish("/loud", json!(2)).await;
+    assert_messages(
+        loud.ok(),
+        &[
+            json!({"channel": "/loud", "data": 2}),
+            json!({"channel": "/loud", "id": loud.id, "successful": true}),
+        ],
+    );
+    let names: Vec<String> = server
+        .engine()
+        .channels()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(names, ["/loud", "/quiet"]);
+}

@@ -17,6 +17,7 @@ use bayeux_message::{
 use dashmap::DashMap;
 use serde_json::Value;
 
+use crate::channels::{ChannelListener, ChannelOptions, Channels};
 use crate::config::{millis, EngineConfig, TransportKind};
 use crate::extension::Extension;
 use crate::ids::{BrowserId, IdSource};
@@ -221,6 +222,8 @@ pub struct Engine {
     pub(crate) authorizers: ChannelRegistry<dyn Authorizer>,
     pub(crate) services: ChannelRegistry<dyn Service>,
     pub(crate) message_listeners: ChannelRegistry<dyn MessageListener>,
+    pub(crate) channels: Channels,
+    pub(crate) channel_listeners: Vec<Arc<dyn ChannelListener>>,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) next_connection: AtomicU64,
 }
@@ -250,6 +253,8 @@ impl Engine {
             authorizers: ChannelRegistry::default(),
             services: ChannelRegistry::default(),
             message_listeners: ChannelRegistry::default(),
+            channels: Channels::default(),
+            channel_listeners: Vec::new(),
             shutting_down: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
         }
@@ -271,6 +276,37 @@ impl Engine {
     pub fn with_policy(mut self, policy: Arc<dyn SecurityPolicy>) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// Adds a listener told of channels added and removed.
+    pub fn with_channel_listener(mut self, listener: Arc<dyn ChannelListener>) -> Self {
+        self.channel_listeners.push(listener);
+        self
+    }
+
+    /// Sets a channel's options (persistent, `broadcastToPublisher`), creating it if needed.
+    pub fn configure_channel(&self, channel: &ChannelName, options: ChannelOptions) {
+        if self.channels.configure(channel, options) {
+            self.channel_added(channel);
+        }
+    }
+
+    /// The channels that exist, sorted.
+    pub fn channels(&self) -> Vec<ChannelName> {
+        self.channels.names()
+    }
+
+    /// Marks a channel as used, creating it (and telling the listeners) on first use.
+    pub(crate) fn use_channel(&self, channel: &ChannelName) {
+        if self.channels.touch(channel) {
+            self.channel_added(channel);
+        }
+    }
+
+    fn channel_added(&self, channel: &ChannelName) {
+        for listener in &self.channel_listeners {
+            listener.channel_added(channel);
+        }
     }
 
     /// Adds an authorizer on a channel or pattern (`/chat/**`), for subscribes and publishes.
@@ -466,6 +502,7 @@ impl Engine {
         }
         // The reply is final before the message moves on to its receivers.
         let reply = self.outgoing_reply(Some(&session), &msg, Reply::success(&msg));
+        self.use_channel(name);
         match name.kind() {
             ChannelKind::Broadcast => {
                 let map = msg.as_map_mut();
@@ -474,7 +511,12 @@ impl Engine {
                 map.remove("id");
                 map.remove("clientId");
                 map.insert("channel".into(), Value::String(name.as_str().to_owned()));
-                let skip = (!self.config.broadcast_to_publisher).then(|| session.client_id());
+                let to_publisher = self
+                    .channels
+                    .options(name)
+                    .and_then(|o| o.broadcast_to_publisher)
+                    .unwrap_or(self.config.broadcast_to_publisher);
+                let skip = (!to_publisher).then(|| session.client_id());
                 if let Some(delivery) = self.outgoing_delivery(msg) {
                     self.broadcast(name, &delivery, skip);
                 }
@@ -563,6 +605,7 @@ impl Engine {
         {
             return Ok(0);
         }
+        self.use_channel(channel);
         Ok(match self.outgoing_delivery(msg) {
             Some(delivery) => self.broadcast(channel, &delivery, None),
             None => 0,
@@ -677,7 +720,8 @@ impl Engine {
         })
     }
 
-    /// Removes sessions that stopped connecting; returns how many. Call it every sweep period.
+    /// Removes sessions that stopped connecting, and channels unused for a few sweeps;
+    /// returns how many sessions. Call it every sweep period.
     ///
     /// A session whose held connect was never answered nor abandoned (its waiter vanished)
     /// expires `interval + maxInterval` after that connect's deadline.
@@ -700,6 +744,17 @@ impl Engine {
             .collect();
         for session in &expired {
             self.remove_session(session, RemovalReason::Timeout);
+        }
+        let removed = self.channels.sweep(|name| {
+            self.subscriptions.has_subscribers(name)
+                || self.authorizers.contains(name)
+                || self.services.contains(name)
+                || self.message_listeners.contains(name)
+        });
+        for name in &removed {
+            for listener in &self.channel_listeners {
+                listener.channel_removed(name);
+            }
         }
         expired.len()
     }

@@ -24,11 +24,13 @@
 //! - [`subscriptions`]: the index from subscription names to sessions.
 //! - [`extension`]: hooks on every message in and out; [`ack`]: acknowledged delivery.
 //! - [`security`]: the security policy and channel authorizers.
+//! - [`channels`]: channels created on use, their options, removal when unused.
 //! - [`service`]: services on `/service/**` (remote calls) and channel message listeners.
 //! - `registry`: registrations keyed by channel or pattern.
 //! - [`config`], [`ids`], [`listener`]: options, id sources, session listeners.
 
 pub mod ack;
+pub mod channels;
 pub mod config;
 pub mod engine;
 pub mod extension;
@@ -42,6 +44,7 @@ pub mod session;
 pub mod subscriptions;
 
 pub use ack::AckExtension;
+pub use channels::{ChannelListener, ChannelOptions};
 pub use config::{EngineConfig, QueueFullPolicy, TransportKind};
 pub use engine::{Engine, Hold, HoldEnd, Outcome, Pusher, RequestContext, RequestError};
 pub use extension::Extension;

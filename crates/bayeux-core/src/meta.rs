@@ -206,6 +206,11 @@ impl Engine {
                 return refusal.reply_to(msg);
             }
         }
+        let used: Vec<ChannelName> = names
+            .iter()
+            .filter(|n| n.kind() != ChannelKind::Meta)
+            .cloned()
+            .collect();
         let mut added = Vec::new();
         {
             let mut st = session.lock();
@@ -225,6 +230,9 @@ impl Engine {
                     added.push(name);
                 }
             }
+        }
+        for name in &used {
+            self.use_channel(name);
         }
         for name in &added {
             for listener in &self.listeners {

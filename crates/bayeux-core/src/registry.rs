@@ -29,6 +29,11 @@ impl<T: ?Sized> ChannelRegistry<T> {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// True when something is registered on exactly `name`.
+    pub(crate) fn contains(&self, name: &ChannelName) -> bool {
+        self.count.load(Ordering::Relaxed) > 0 && self.by_name.contains_key(name)
+    }
+
     /// Everything registered on `channel` itself or on a pattern matching it, the exact
     /// channel first, then the nearest patterns.
     pub(crate) fn matching(&self, channel: &ChannelName) -> Vec<Arc<T>> {

@@ -55,6 +55,11 @@ impl SubscriptionIndex {
         found
     }
 
+    /// True when somebody subscribes to exactly `name`.
+    pub fn has_subscribers(&self, name: &ChannelName) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     /// Number of subscription names with at least one subscriber.
     pub fn len(&self) -> usize {
         self.by_name.len()

@@ -1318,3 +1318,90 @@ fn subscription_listeners_hear_new_subscriptions_only() {
     );
     assert_eq!(*events.lock().unwrap(), ["+/a", "-/a"]);
 }
+
+struct ChannelLog(Arc<Mutex<Vec<String>>>);
+
+impl crate::ChannelListener for ChannelLog {
+    fn channel_added(&self, channel: &bayeux_message::ChannelName) {
+        self.0.lock().unwrap().push(format!("+{channel}"));
+    }
+    fn channel_removed(&self, channel: &bayeux_message::ChannelName) {
+        self.0.lock().unwrap().push(format!("-{channel}"));
+    }
+}
+
+#[test]
+fn channels_come_with_use_and_go_after_three_idle_sweeps() {
+    let mut h = Harness::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    h.engine = Engine::new(
+        h.engine.config().clone(),
+        Box::new(SequentialIds::default()),
+    )
+    .with_channel_listener(Arc::new(ChannelLog(Arc::clone(&log))));
+    let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
+    h.engine.configure_channel(
+        &channel("/kept"),
+        crate::ChannelOptions {
+            persistent: true,
+            ..Default::default()
+        },
+    );
+    let cid = h.client();
+    h.subscribe(&cid, "/a/*");
+    h.publish(&cid, "/a/b", json!(1));
+    h.publish(&cid, "/a/b", json!(2));
+    assert_eq!(*log.lock().unwrap(), ["+/kept", "+/a/*", "+/a/b"]);
+    assert_eq!(
+        h.engine.channels(),
+        [channel("/a/*"), channel("/a/b"), channel("/kept")]
+    );
+
+    // `/a/b` has no subscriber of its own: gone after three sweeps. `/a/*` has one.
+    for _ in 0..2 {
+        h.engine.sweep(h.now);
+    }
+    assert_eq!(h.engine.channels().len(), 3);
+    h.engine.sweep(h.now);
+    assert_eq!(h.engine.channels(), [channel("/a/*"), channel("/kept")]);
+
+    // Once its subscriber leaves, the pattern goes too; the persistent channel stays.
+    h.request(
+        &cid,
+        vec![json!({"channel": "/meta/unsubscribe", "subscription": "/a/*"})],
+    );
+    for _ in 0..3 {
+        h.engine.sweep(h.now);
+    }
+    assert_eq!(h.engine.channels(), [channel("/kept")]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["+/kept", "+/a/*", "+/a/b", "-/a/b", "-/a/*"]
+    );
+}
+
+#[test]
+fn broadcast_to_publisher_per_channel() {
+    let mut h = Harness::new();
+    let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
+    h.engine.configure_channel(
+        &channel("/quiet"),
+        crate::ChannelOptions {
+            broadcast_to_publisher: Some(false),
+            ..Default::default()
+        },
+    );
+    let cid = h.client();
+    h.subscribe(&cid, "/quiet");
+    h.subscribe(&cid, "/loud");
+    assert_eq!(
+        h.publish(&cid, "/quiet", json!(1)).len(),
+        1,
+        "not echoed to its publisher"
+    );
+    assert_eq!(
+        h.publish(&cid, "/loud", json!(2)).len(),
+        2,
+        "echoed, as the server default says"
+    );
+}

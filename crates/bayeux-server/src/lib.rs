@@ -28,10 +28,10 @@ mod local;
 mod server;
 
 pub use bayeux_core::{
-    AckExtension, AllowAll, Authorization, Authorizer, BrowserId, EngineConfig, Extension, Hold,
-    HoldEnd, HttpInfo, MessageListener, Operation, Outcome, Pusher, QueueFullPolicy, RemovalReason,
-    RequestContext, RequestError, SecurityPolicy, Service, ServiceReply, ServiceRequest, Session,
-    SessionListener, TransportKind,
+    AckExtension, AllowAll, Authorization, Authorizer, BrowserId, ChannelListener, ChannelOptions,
+    EngineConfig, Extension, Hold, HoldEnd, HttpInfo, MessageListener, Operation, Outcome, Pusher,
+    QueueFullPolicy, RemovalReason, RequestContext, RequestError, SecurityPolicy, Service,
+    ServiceReply, ServiceRequest, Session, SessionListener, TransportKind,
 };
 pub use bayeux_message::{
     BinaryData, ChannelName, ClientId, EncodedMessage, Message, Refusal, Reply,

@@ -6,9 +6,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bayeux_core::{
-    Authorizer, Engine, EngineConfig, Extension, Hold, HoldEnd, IdSource, MessageListener, Outcome,
-    RemovalReason, RequestContext, RequestError, SecurityPolicy, Service, ServiceReply,
-    SessionListener,
+    Authorizer, ChannelListener, ChannelOptions, Engine, EngineConfig, Extension, Hold, HoldEnd,
+    IdSource, MessageListener, Outcome, RemovalReason, RequestContext, RequestError,
+    SecurityPolicy, Service, ServiceReply, SessionListener,
 };
 use bayeux_message::{ChannelName, ClientId, Message};
 use serde_json::Value;
@@ -185,6 +185,18 @@ impl Server {
         Ok(())
     }
 
+    /// Sets a channel's options (persistent, `broadcastToPublisher`), creating it if needed.
+    pub fn configure_channel(
+        &self,
+        channel: &str,
+        options: ChannelOptions,
+    ) -> Result<(), PublishError> {
+        let name = ChannelName::parse(channel)
+            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        self.inner.engine.configure_channel(&name, options);
+        Ok(())
+    }
+
     /// A new local session: server code that subscribes and publishes like a client.
     pub fn local_session(&self, id_hint: &str) -> LocalSession {
         LocalSession::new(self.clone(), id_hint)
@@ -263,6 +275,7 @@ pub struct ServerBuilder {
     listeners: Vec<Arc<dyn SessionListener>>,
     extensions: Vec<Arc<dyn Extension>>,
     policy: Option<Arc<dyn SecurityPolicy>>,
+    channel_listeners: Vec<Arc<dyn ChannelListener>>,
 }
 
 impl Default for ServerBuilder {
@@ -274,6 +287,7 @@ impl Default for ServerBuilder {
             listeners: vec![Arc::new(LogSessions)],
             extensions: Vec::new(),
             policy: None,
+            channel_listeners: Vec::new(),
         }
     }
 }
@@ -315,6 +329,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds a listener told of channels added and removed.
+    pub fn channel_listener(mut self, listener: impl ChannelListener + 'static) -> Self {
+        self.channel_listeners.push(Arc::new(listener));
+        self
+    }
+
     /// Calls `f` with the id of every new session.
     pub fn on_session_added(self, f: impl Fn(&ClientId) + Send + Sync + 'static) -> Self {
         self.session_listener(OnAdded(f))
@@ -344,6 +364,10 @@ impl ServerBuilder {
         if let Some(policy) = self.policy {
             engine = engine.with_policy(policy);
         }
+        let engine = self
+            .channel_listeners
+            .into_iter()
+            .fold(engine, Engine::with_channel_listener);
         let inner = Arc::new(Inner {
             engine,
             shutdown: tokio::sync::watch::Sender::new(false),
