@@ -203,3 +203,41 @@ async fn channel_options_and_subscription_listeners_over_http() {
         .collect();
     assert_eq!(names, ["/loud", "/quiet"]);
 }
+
+#[tokio::test]
+async fn lazy_channel_messages_wait_for_their_timeout() {
+    let (server, addr, _) = embedded_app();
+    server
+        .configure_channel(
+            "/lazy",
+            bayeux_server::ChannelOptions {
+                lazy: true,
+                lazy_timeout: Some(Duration::from_millis(500)),
+                ..Default::default()
+            },
+        )
+        .expect("valid channel");
+    let client = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    client.handshake().await;
+    client.first_connect().await;
+    client.subscribe_ok(json!("/lazy")).await;
+    let mut held = client.start_connect().await;
+    held.assert_pending_for(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(server.publish("/lazy", json!("later")), Ok(1));
+    // Not woken by the publish; flushed by the sweep (every ~1 s) once 500 ms have passed.
+    held.assert_pending_for(Duration::from_millis(400)).await;
+    let exchange = held.finish().await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_millis(2_500),
+        "flushed after {waited:?}"
+    );
+    assert_messages(
+        exchange.ok(),
+        &[
+            json!({"channel": "/lazy", "data": "later"}),
+            json!({"channel": "/meta/connect", "id": exchange.id, "successful": true}),
+        ],
+    );
+}

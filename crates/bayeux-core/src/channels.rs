@@ -1,7 +1,8 @@
 //! Channels as the server knows them: created when first used, configured with options,
 //! removed after a few sweeps without use (unless persistent).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bayeux_message::ChannelName;
 use dashmap::DashMap;
@@ -13,6 +14,12 @@ pub struct ChannelOptions {
     pub persistent: bool,
     /// Overrides the server's `broadcastToPublisher` for publishes on this channel.
     pub broadcast_to_publisher: Option<bool>,
+    /// Messages on this channel (on every matching channel, for a pattern) are lazy: queued
+    /// without waking the client, sent with its next non-lazy message, its next connect
+    /// reply, or after the lazy timeout, whichever comes first.
+    pub lazy: bool,
+    /// How long lazy messages may wait (at most the server's `maxLazyTimeout`).
+    pub lazy_timeout: Option<Duration>,
 }
 
 /// Told when channels come and go.
@@ -36,6 +43,8 @@ struct Entry {
 #[derive(Default)]
 pub(crate) struct Channels {
     entries: DashMap<ChannelName, Entry>,
+    /// Channels configured lazy, so publishes skip the lazy lookup while there are none.
+    lazy: AtomicUsize,
 }
 
 impl Channels {
@@ -60,9 +69,31 @@ impl Channels {
     pub(crate) fn configure(&self, name: &ChannelName, options: ChannelOptions) -> bool {
         let created = self.touch(name);
         if let Some(mut entry) = self.entries.get_mut(name) {
+            match (entry.options.lazy, options.lazy) {
+                (false, true) => self.lazy.fetch_add(1, Ordering::Relaxed),
+                (true, false) => self.lazy.fetch_sub(1, Ordering::Relaxed),
+                _ => 0,
+            };
             entry.options = options;
         }
         created
+    }
+
+    /// How long a message on `channel` may wait, if it is lazy: the channel's own lazy
+    /// timeout, or that of the nearest lazy pattern matching it, capped at `max`.
+    pub(crate) fn lazy_timeout(&self, channel: &ChannelName, max: Duration) -> Option<Duration> {
+        if self.lazy.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        // The channel itself, then the patterns that match it; a lazy concrete parent does
+        // not make its children lazy, only patterns do.
+        channel.subscribers_keys().iter().find_map(|key| {
+            let entry = self.entries.get(key.as_str())?;
+            entry
+                .options
+                .lazy
+                .then(|| entry.options.lazy_timeout.unwrap_or(max).min(max))
+        })
     }
 
     pub(crate) fn options(&self, name: &ChannelName) -> Option<ChannelOptions> {
@@ -74,7 +105,8 @@ impl Channels {
     pub(crate) fn sweep(&self, in_use: impl Fn(&ChannelName) -> bool) -> Vec<ChannelName> {
         let mut due = Vec::new();
         for entry in self.entries.iter() {
-            if entry.options.persistent || in_use(entry.key()) {
+            // A lazy channel is configuration too: keep it.
+            if entry.options.persistent || entry.options.lazy || in_use(entry.key()) {
                 entry.idle_sweeps.store(0, Ordering::Relaxed);
             } else if entry.idle_sweeps.fetch_add(1, Ordering::Relaxed) + 1 >= SWEEPS_BEFORE_REMOVAL
             {
@@ -85,7 +117,7 @@ impl Channels {
         due.retain(|name| {
             self.entries
                 .remove_if(name, |name, entry| {
-                    !entry.options.persistent && !in_use(name)
+                    !entry.options.persistent && !entry.options.lazy && !in_use(name)
                 })
                 .is_some()
         });

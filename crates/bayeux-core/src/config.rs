@@ -65,6 +65,9 @@ pub struct EngineConfig {
     pub max_queue: usize,
     /// What to drop when a queue is full.
     pub queue_full_policy: QueueFullPolicy,
+    /// Longest wait of a lazy message before it is sent (`maxLazyTimeout`, 5 s). Lazy flushes
+    /// are checked each sweep, so they may be up to one sweep period late.
+    pub max_lazy_timeout: Duration,
     /// Whether a publisher subscribed to a channel receives its own message (`broadcastToPublisher`).
     pub broadcast_to_publisher: bool,
     /// Deliveries only in `/meta/connect` replies, never piggy-backed (`metaConnectDeliverOnly`).
@@ -92,6 +95,7 @@ impl Default for EngineConfig {
             max_interval: Duration::from_millis(10_000),
             max_queue: 10_000,
             queue_full_policy: QueueFullPolicy::DropOldest,
+            max_lazy_timeout: Duration::from_millis(5_000),
             broadcast_to_publisher: true,
             meta_connect_deliver_only: false,
             max_sessions_per_browser: 1,

@@ -191,6 +191,7 @@ impl Pusher {
             }
             _ => return Poll::Pending,
         }
+        st.flush_at = None;
         Poll::Ready(st.queue.drain(..).collect())
     }
 }
@@ -381,6 +382,7 @@ impl Engine {
             st.batch_depth -= 1;
             if st.batch_depth == 0 && !st.queue.is_empty() {
                 if self.piggy_back(ctx) && !st.deliver_only(&self.config) {
+                    st.flush_at = None;
                     deliveries.extend(st.queue.drain(..));
                 } else if let Some(slot) = st.hold.as_mut() {
                     slot.release();
@@ -518,7 +520,7 @@ impl Engine {
                     .unwrap_or(self.config.broadcast_to_publisher);
                 let skip = (!to_publisher).then(|| session.client_id());
                 if let Some(delivery) = self.outgoing_delivery(msg) {
-                    self.broadcast(name, &delivery, skip);
+                    self.broadcast(now, name, &delivery, skip);
                 }
             }
             ChannelKind::Service => self.call_service(&session, name, &msg),
@@ -553,7 +555,7 @@ impl Engine {
             result = result.with("id", id.clone());
         }
         if let Some(encoded) = self.outgoing_delivery(result) {
-            session.enqueue(encoded, &self.config);
+            session.enqueue(encoded, &self.config, None);
         }
     }
 
@@ -565,7 +567,7 @@ impl Engine {
             return false;
         };
         if let Some(encoded) = self.outgoing_delivery(message) {
-            session.enqueue(encoded, &self.config);
+            session.enqueue(encoded, &self.config, None);
         }
         true
     }
@@ -591,7 +593,12 @@ impl Engine {
 
     /// Publishes `data` on a broadcast channel from the server itself; returns how many
     /// sessions it was queued for.
-    pub fn publish(&self, channel: &ChannelName, data: Value) -> Result<usize, Refusal> {
+    pub fn publish(
+        &self,
+        now: Instant,
+        channel: &ChannelName,
+        data: Value,
+    ) -> Result<usize, Refusal> {
         if channel.kind() != ChannelKind::Broadcast || channel.is_wildcard() {
             return Err(Refusal::ChannelInvalid);
         }
@@ -607,7 +614,7 @@ impl Engine {
         }
         self.use_channel(channel);
         Ok(match self.outgoing_delivery(msg) {
-            Some(delivery) => self.broadcast(channel, &delivery, None),
+            Some(delivery) => self.broadcast(now, channel, &delivery, None),
             None => 0,
         })
     }
@@ -616,16 +623,21 @@ impl Engine {
     /// all of them.
     fn broadcast(
         &self,
+        now: Instant,
         channel: &ChannelName,
         delivery: &EncodedMessage,
         skip: Option<&ClientId>,
     ) -> usize {
+        let flush_by = self
+            .channels
+            .lazy_timeout(channel, self.config.max_lazy_timeout)
+            .map(|wait| now + wait);
         let mut count = 0;
         for session in self.subscriptions.subscribers(channel) {
             if Some(session.client_id()) == skip {
                 continue;
             }
-            session.enqueue(delivery.clone(), &self.config);
+            session.enqueue(delivery.clone(), &self.config, flush_by);
             count += 1;
         }
         count
@@ -730,10 +742,11 @@ impl Engine {
             .sessions
             .iter()
             .filter(|entry| {
-                let st = entry.value().lock();
+                let mut st = entry.value().lock();
                 if st.sink.is_some() {
                     return false;
                 }
+                st.flush_lazy(now, &self.config);
                 let due = match &st.hold {
                     Some(slot) => slot.deadline + st.interval + self.config.max_interval,
                     None => st.expire_at,

@@ -53,6 +53,8 @@ pub(crate) struct SessionState {
     /// Set for a local (server-side) session: deliveries go to it at once, and the session
     /// never expires.
     pub(crate) sink: Option<LocalSink>,
+    /// When queued lazy messages must go out at the latest.
+    pub(crate) flush_at: Option<Instant>,
 }
 
 /// Where a local session's deliveries go.
@@ -107,6 +109,7 @@ impl Session {
                 ack: None,
                 attributes: HashMap::new(),
                 sink: None,
+                flush_at: None,
             }),
         }
     }
@@ -141,7 +144,15 @@ impl Session {
     /// Queues a message, then wakes whoever sends it: the websocket pusher when one is
     /// attached, else the held connect (unless a request of this session is in progress and
     /// its response may carry the message).
-    pub(crate) fn enqueue(&self, msg: EncodedMessage, config: &EngineConfig) {
+    ///
+    /// A lazy message (`flush_by` set) wakes nobody: it waits for the next wake-up, or for
+    /// the sweep that finds `flush_by` passed.
+    pub(crate) fn enqueue(
+        &self,
+        msg: EncodedMessage,
+        config: &EngineConfig,
+        flush_by: Option<Instant>,
+    ) {
         let mut st = self.lock();
         if st.removed.is_some() {
             return;
@@ -161,6 +172,10 @@ impl Session {
             st.dropped += 1;
         }
         st.queue.push_back(msg);
+        if let Some(flush_by) = flush_by {
+            st.flush_at = Some(st.flush_at.map_or(flush_by, |at| at.min(flush_by)));
+            return;
+        }
         let batching = st.batch_depth > 0;
         let deliver_only = st.deliver_only(config);
         let st = &mut *st;
@@ -247,6 +262,25 @@ impl Session {
 }
 
 impl SessionState {
+    /// Sends queued lazy messages now, if their time has come: wakes the pusher, else
+    /// releases the held connect.
+    pub(crate) fn flush_lazy(&mut self, now: Instant, config: &EngineConfig) {
+        if self.flush_at.is_none_or(|at| at > now) || self.batch_depth > 0 {
+            return;
+        }
+        self.flush_at = None;
+        let deliver_only = self.deliver_only(config);
+        match (self.pusher.as_mut(), self.hold.as_mut()) {
+            (Some(pusher), _) if !deliver_only => {
+                if let Some(waker) = pusher.waker.take() {
+                    waker.wake();
+                }
+            }
+            (_, Some(hold)) => hold.release(),
+            _ => {}
+        }
+    }
+
     /// Deliveries only with connect replies: never piggy-backed, never pushed.
     pub(crate) fn deliver_only(&self, config: &EngineConfig) -> bool {
         config.meta_connect_deliver_only || self.ack.is_some()
@@ -255,6 +289,7 @@ impl SessionState {
     /// The deliveries a connect reply carries: the queue, or with acknowledged delivery
     /// everything not acknowledged yet, numbered as a new batch.
     pub(crate) fn drain_for_connect(&mut self) -> Vec<EncodedMessage> {
+        self.flush_at = None;
         let fresh = self.queue.drain(..);
         match self.ack.as_mut() {
             Some(ack) => ack.send(fresh),

@@ -746,7 +746,7 @@ fn server_publish_reaches_subscribers() {
     let cid = h.client();
     h.subscribe(&cid, "/news/**");
     let channel = bayeux_message::ChannelName::parse("/news/today").unwrap();
-    assert_eq!(h.engine.publish(&channel, json!("hello")), Ok(1));
+    assert_eq!(h.engine.publish(h.now, &channel, json!("hello")), Ok(1));
     let (replies, _) = h.connect(&cid, Some(json!({"timeout": 0})));
     assert_eq!(
         replies[0],
@@ -1269,7 +1269,8 @@ fn message_listeners_modify_or_refuse_publishes() {
         json!({"channel": "/chat/room", "data": "good", "checked": true})
     );
     assert_eq!(
-        h.engine.publish(&channel("/chat/room"), json!("bad")),
+        h.engine
+            .publish(h.now, &channel("/chat/room"), json!("bad")),
         Ok(0)
     );
 }
@@ -1404,4 +1405,65 @@ fn broadcast_to_publisher_per_channel() {
         2,
         "echoed, as the server default says"
     );
+}
+
+#[test]
+fn lazy_messages_wait_for_a_flush_or_their_timeout() {
+    let mut h = Harness::with(|c| c.max_lazy_timeout = Duration::from_secs(5));
+    let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
+    let lazy = crate::ChannelOptions {
+        lazy: true,
+        lazy_timeout: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    h.engine.configure_channel(&channel("/ticks/**"), lazy);
+    let cid = h.client();
+    let publisher = h.client();
+    h.subscribe(&cid, "/ticks/*");
+    h.subscribe(&cid, "/news");
+    let hold = h.hold(&cid);
+    h.publish(&publisher, "/ticks/a", json!(1));
+    assert!(hold.is_pending(), "a lazy message wakes nobody");
+    h.advance(Duration::from_millis(1_999));
+    h.engine.sweep(h.now);
+    assert!(hold.is_pending());
+    h.advance(Duration::from_millis(1));
+    h.engine.sweep(h.now);
+    assert!(!hold.is_pending(), "flushed once its lazy timeout passed");
+    let replies = h.complete(hold);
+    assert_eq!(replies[0], json!({"channel": "/ticks/a", "data": 1}));
+
+    // A non-lazy message flushes the lazy ones queued before it, in order.
+    let hold = h.hold(&cid);
+    h.publish(&publisher, "/ticks/b", json!(2));
+    assert!(hold.is_pending());
+    h.publish(&publisher, "/news", json!(3));
+    assert!(!hold.is_pending());
+    let data: Vec<_> = h
+        .complete(hold)
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
+    assert_eq!(data, [json!(2), json!(3)]);
+}
+
+#[test]
+fn lazy_timeout_is_capped_by_max_lazy_timeout() {
+    let mut h = Harness::with(|c| c.max_lazy_timeout = Duration::from_secs(1));
+    let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
+    let lazy = crate::ChannelOptions {
+        lazy: true,
+        lazy_timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    h.engine.configure_channel(&channel("/slowly"), lazy);
+    let cid = h.client();
+    h.subscribe(&cid, "/slowly");
+    let hold = h.hold(&cid);
+    h.engine
+        .publish(h.now, &channel("/slowly"), json!(1))
+        .expect("broadcast");
+    h.advance(Duration::from_secs(1));
+    h.engine.sweep(h.now);
+    assert!(!hold.is_pending());
 }

@@ -98,7 +98,7 @@ impl Server {
             .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
         self.inner
             .engine
-            .publish(&name, data)
+            .publish(now(), &name, data)
             .map_err(|_| PublishError::NotBroadcast(channel.to_owned()))
     }
 

@@ -44,6 +44,9 @@ pub struct Options {
     /// Milliseconds between sweeps for expired sessions [default: 997].
     #[arg(long)]
     pub sweep_period: Option<u64>,
+    /// Longest wait of a message on a lazy channel, ms [default: 5000].
+    #[arg(long)]
+    pub max_lazy_timeout: Option<u64>,
     /// Messages queued per session; the oldest is dropped beyond [default: 10000].
     #[arg(long)]
     pub max_queue: Option<usize>,
@@ -196,6 +199,7 @@ impl Options {
             max_interval: self.max_interval.or(base.max_interval),
             sweep_period: self.sweep_period.or(base.sweep_period),
             max_queue: self.max_queue.or(base.max_queue),
+            max_lazy_timeout: self.max_lazy_timeout.or(base.max_lazy_timeout),
             max_message_size: self.max_message_size.or(base.max_message_size),
             max_sessions_per_browser: self
                 .max_sessions_per_browser
@@ -248,6 +252,7 @@ impl Options {
             interval: self.interval.map_or(defaults.interval, ms),
             max_interval: self.max_interval.map_or(defaults.max_interval, ms),
             max_queue: self.max_queue.unwrap_or(defaults.max_queue),
+            max_lazy_timeout: self.max_lazy_timeout.map_or(defaults.max_lazy_timeout, ms),
             broadcast_to_publisher: self
                 .broadcast_to_publisher
                 .unwrap_or(defaults.broadcast_to_publisher),
