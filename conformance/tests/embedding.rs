@@ -241,3 +241,36 @@ async fn lazy_channel_messages_wait_for_their_timeout() {
         ],
     );
 }
+
+/// Uppercases the text deliveries of the one session it is added to.
+struct Uppercase;
+
+impl bayeux_server::Extension for Uppercase {
+    fn outgoing(&self, message: &mut bayeux_server::Message) -> bool {
+        if let Some(serde_json::Value::String(text)) = message.as_map_mut().get_mut("data") {
+            *text = text.to_uppercase();
+        }
+        true
+    }
+}
+
+#[tokio::test]
+async fn session_extension_changes_only_its_sessions_deliveries() {
+    let (server, addr, _) = embedded_app();
+    let loud = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    let quiet = Client::at(addr, "/cometd", BROWSER_COOKIE);
+    for client in [&loud, &quiet] {
+        client.handshake().await;
+        client.first_connect().await;
+        client.subscribe_ok(json!("/talk")).await;
+    }
+    server
+        .engine()
+        .session(&loud.client_id())
+        .expect("live session")
+        .add_extension(std::sync::Arc::new(Uppercase));
+    let exchange = quiet.publish("/talk", json!("hello")).await;
+    assert_eq!(exchange.ok()[0], json!({"channel": "/talk", "data": "hello"}));
+    let exchange = loud.connect_with_advice(json!({"timeout": 0})).await;
+    assert_eq!(exchange.ok()[0], json!({"channel": "/talk", "data": "HELLO"}));
+}

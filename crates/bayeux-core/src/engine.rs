@@ -412,9 +412,11 @@ impl Engine {
         };
         let session = msg.client_id().and_then(|cid| self.session(cid));
         let session = session.as_deref();
+        let own = session.map(Session::extensions).unwrap_or_default();
         if !self
             .extensions
             .iter()
+            .chain(&own)
             .all(|ext| ext.incoming(session, &mut msg))
         {
             let reply = Refusal::MessageDeleted.reply_to(&msg);
@@ -453,7 +455,8 @@ impl Engine {
         request: &Message,
         mut reply: Reply,
     ) -> EncodedMessage {
-        for ext in self.extensions.iter().rev() {
+        let own = session.map(Session::extensions).unwrap_or_default();
+        for ext in own.iter().rev().chain(self.extensions.iter().rev()) {
             ext.outgoing_reply(session, request, &mut reply);
         }
         reply.encode()

@@ -6,7 +6,8 @@
 //! the other way round.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use crate::ack::AckQueue;
 use crate::config::{EngineConfig, QueueFullPolicy};
+use crate::extension::Extension;
 use crate::ids::BrowserId;
 use crate::listener::RemovalReason;
 
@@ -23,6 +25,10 @@ pub struct Session {
     id: ClientId,
     browser: Option<BrowserId>,
     state: Mutex<SessionState>,
+    /// Extensions of this session only (run after the server's on the way in, before them
+    /// on the way out). Rarely used, so kept out of the hot state's lock.
+    extensions: RwLock<Vec<Arc<dyn Extension>>>,
+    has_extensions: AtomicBool,
 }
 
 pub(crate) struct SessionState {
@@ -92,6 +98,8 @@ impl Session {
         Self {
             id,
             browser,
+            extensions: RwLock::new(Vec::new()),
+            has_extensions: AtomicBool::new(false),
             state: Mutex::new(SessionState {
                 queue: VecDeque::new(),
                 subscriptions: HashSet::new(),
@@ -153,6 +161,9 @@ impl Session {
         config: &EngineConfig,
         flush_by: Option<Instant>,
     ) {
+        let Some(msg) = self.outgoing(msg) else {
+            return;
+        };
         let mut st = self.lock();
         if st.removed.is_some() {
             return;
@@ -190,6 +201,21 @@ impl Session {
         }
     }
 
+    /// Runs this session's own outgoing hooks, if it has any, on a message for it.
+    fn outgoing(&self, msg: EncodedMessage) -> Option<EncodedMessage> {
+        let extensions = self.extensions();
+        if extensions.is_empty() {
+            return Some(msg);
+        }
+        let mut decoded = msg.decode();
+        for ext in extensions.iter().rev() {
+            if !ext.outgoing(&mut decoded) {
+                return None;
+            }
+        }
+        Some(decoded.encode())
+    }
+
     /// Polls whether the hold `ticket` may be answered: released, superseded or gone.
     pub(crate) fn poll_hold(&self, ticket: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.lock();
@@ -202,6 +228,29 @@ impl Session {
             }
             _ => Poll::Ready(()),
         }
+    }
+
+    /// Adds an extension for this session only: its `incoming` hook sees this session's
+    /// messages after the server's extensions, its `outgoing_reply` and `outgoing` hooks see
+    /// replies and deliveries to this session before the server's (each delivery then costs a
+    /// decode and an encode for this session).
+    pub fn add_extension(&self, extension: Arc<dyn Extension>) {
+        self.extensions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(extension);
+        self.has_extensions.store(true, Ordering::Release);
+    }
+
+    /// This session's own extensions (empty for almost every session).
+    pub(crate) fn extensions(&self) -> Vec<Arc<dyn Extension>> {
+        if !self.has_extensions.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.extensions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A value the application attached to the session (credentials, user name, ...).

@@ -1467,3 +1467,51 @@ fn lazy_timeout_is_capped_by_max_lazy_timeout() {
     h.engine.sweep(h.now);
     assert!(!hold.is_pending());
 }
+
+struct Shout;
+
+impl crate::Extension for Shout {
+    fn incoming(&self, _: Option<&crate::Session>, message: &mut Message) -> bool {
+        message.channel() != Some("/hushed")
+    }
+
+    fn outgoing_reply(
+        &self,
+        _: Option<&crate::Session>,
+        _: &Message,
+        reply: &mut bayeux_message::Reply,
+    ) {
+        reply.extra.insert("shout".into(), json!(true));
+    }
+
+    fn outgoing(&self, message: &mut Message) -> bool {
+        if let Some(Value::String(text)) = message.as_map_mut().get_mut("data") {
+            *text = text.to_uppercase();
+        }
+        true
+    }
+}
+
+#[test]
+fn session_extensions_see_only_their_session() {
+    let mut h = Harness::new();
+    let loud = h.client();
+    let quiet = h.client();
+    h.engine
+        .session(&loud)
+        .expect("live")
+        .add_extension(Arc::new(Shout));
+    h.subscribe(&loud, "/x");
+    h.subscribe(&quiet, "/x");
+    let replies = h.publish(&quiet, "/x", json!("hi"));
+    assert_eq!(
+        replies[0],
+        json!({"channel": "/x", "data": "hi"}),
+        "the quiet one's copy"
+    );
+    let (replies, _) = h.connect(&loud, Some(json!({"timeout": 0})));
+    assert_eq!(replies[0], json!({"channel": "/x", "data": "HI"}));
+    assert_eq!(replies[1]["shout"], json!(true));
+    let replies = h.publish(&loud, "/hushed", json!(1));
+    assert_eq!(replies[0]["error"], json!("404::message_deleted"));
+}
