@@ -270,7 +270,13 @@ async fn session_extension_changes_only_its_sessions_deliveries() {
         .expect("live session")
         .add_extension(std::sync::Arc::new(Uppercase));
     let exchange = quiet.publish("/talk", json!("hello")).await;
-    assert_eq!(exchange.ok()[0], json!({"channel": "/talk", "data": "hello"}));
+    assert_eq!(
+        exchange.ok()[0],
+        json!({"channel": "/talk", "data": "hello"})
+    );
     let exchange = loud.connect_with_advice(json!({"timeout": 0})).await;
-    assert_eq!(exchange.ok()[0], json!({"channel": "/talk", "data": "HELLO"}));
+    assert_eq!(
+        exchange.ok()[0],
+        json!({"channel": "/talk", "data": "HELLO"})
+    );
 }
