@@ -50,9 +50,20 @@ pub(crate) struct Channels {
 impl Channels {
     /// Marks `name` as used; returns true when this created it.
     pub(crate) fn touch(&self, name: &ChannelName) -> bool {
+        self.try_touch(name, usize::MAX).unwrap_or(false)
+    }
+
+    /// Marks `name` as used, creating it unless `max` channels exist already (`Err`);
+    /// returns true when this created it.
+    pub(crate) fn try_touch(&self, name: &ChannelName, max: usize) -> Result<bool, ()> {
         if let Some(entry) = self.entries.get(name) {
             entry.idle_sweeps.store(0, Ordering::Relaxed);
-            return false;
+            return Ok(false);
+        }
+        // The count and the insert are not atomic together: concurrent creations may pass
+        // the cap by a few, which is fine for a guard against unbounded growth.
+        if self.entries.len() >= max {
+            return Err(());
         }
         let mut created = false;
         self.entries.entry(name.clone()).or_insert_with(|| {
@@ -62,7 +73,7 @@ impl Channels {
                 idle_sweeps: AtomicU8::new(0),
             }
         });
-        created
+        Ok(created)
     }
 
     /// Sets the options of `name`, creating it if needed; returns true when this created it.

@@ -46,10 +46,23 @@ impl TransportKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QueueFullPolicy {
+    /// Disconnect the session: its client re-handshakes (`402::session_unknown` on its next
+    /// request) and starts afresh; nothing is silently lost without it knowing.
+    Disconnect,
     /// Drop the oldest queued message to make room: a client that fell behind loses the
-    /// messages it would see last, and everyone else is unaffected.
+    /// oldest of what it had not received yet, and everyone else is unaffected.
     #[default]
     DropOldest,
+}
+
+/// A per-session publish rate: at most `messages` publishes per `per`, with bursts up to
+/// `messages` (a token bucket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishRate {
+    /// Publishes allowed per period, and the largest burst.
+    pub messages: u32,
+    /// The period.
+    pub per: Duration,
 }
 
 /// Options of the protocol engine. Defaults are Java CometD 8's.
@@ -65,6 +78,22 @@ pub struct EngineConfig {
     pub max_queue: usize,
     /// What to drop when a queue is full.
     pub queue_full_policy: QueueFullPolicy,
+    /// Most live sessions; a handshake beyond is refused with `503::too_many_sessions` and
+    /// advice to try again later (100 000).
+    pub max_sessions: usize,
+    /// Most live sessions per browser cookie; a handshake beyond is refused with
+    /// `403::too_many_browser_sessions` (100). Unlike `max_sessions_per_browser` this counts
+    /// sessions, not held connects.
+    pub max_browser_sessions: usize,
+    /// Most subscriptions per session; a subscribe beyond is refused with
+    /// `403::too_many_subscriptions` (1 000).
+    pub max_subscriptions: usize,
+    /// Most channels in existence; a publish or subscribe that would create one more is
+    /// refused with `403::too_many_channels` (100 000).
+    pub max_channels: usize,
+    /// Publishes allowed per session and period; beyond, `429::publish_rate_exceeded`
+    /// (unlimited by default).
+    pub max_publish_rate: Option<PublishRate>,
     /// Longest wait of a lazy message before it is sent (`maxLazyTimeout`, 5 s). Lazy flushes
     /// are checked each sweep, so they may be up to one sweep period late.
     pub max_lazy_timeout: Duration,
@@ -96,6 +125,11 @@ impl Default for EngineConfig {
             max_queue: 10_000,
             queue_full_policy: QueueFullPolicy::DropOldest,
             max_lazy_timeout: Duration::from_millis(5_000),
+            max_sessions: 100_000,
+            max_browser_sessions: 100,
+            max_subscriptions: 1_000,
+            max_channels: 100_000,
+            max_publish_rate: None,
             broadcast_to_publisher: true,
             meta_connect_deliver_only: false,
             max_sessions_per_browser: 1,

@@ -216,6 +216,8 @@ pub struct Engine {
     pub(crate) subscriptions: SubscriptionIndex,
     /// Held connects per browser cookie, for `maxSessionsPerBrowser`.
     pub(crate) browsers: DashMap<BrowserId, u32>,
+    /// Live sessions per browser cookie, for `maxBrowserSessions`.
+    pub(crate) browser_sessions: DashMap<BrowserId, usize>,
     pub(crate) ids: Box<dyn IdSource>,
     pub(crate) listeners: Vec<Arc<dyn SessionListener>>,
     pub(crate) extensions: Vec<Arc<dyn Extension>>,
@@ -247,6 +249,7 @@ impl Engine {
             sessions: DashMap::new(),
             subscriptions: SubscriptionIndex::default(),
             browsers: DashMap::new(),
+            browser_sessions: DashMap::new(),
             ids,
             listeners: Vec::new(),
             extensions: Vec::new(),
@@ -297,10 +300,16 @@ impl Engine {
         self.channels.names()
     }
 
-    /// Marks a channel as used, creating it (and telling the listeners) on first use.
-    pub(crate) fn use_channel(&self, channel: &ChannelName) {
-        if self.channels.touch(channel) {
-            self.channel_added(channel);
+    /// Marks a channel as used, creating it (and telling the listeners) on first use, unless
+    /// `maxChannels` exist already.
+    pub(crate) fn use_channel(&self, channel: &ChannelName) -> Result<(), Refusal> {
+        match self.channels.try_touch(channel, self.config.max_channels) {
+            Ok(true) => {
+                self.channel_added(channel);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(()) => Err(Refusal::TooManyChannels),
         }
     }
 
@@ -491,10 +500,14 @@ impl Engine {
             ChannelKind::Meta => Some(Refusal::ChannelCreateDenied),
             _ if name.is_wildcard() => Some(Refusal::ChannelInvalid),
             _ if msg.data().is_none() => Some(Refusal::DataMissing),
+            _ if !session.take_publish_token(now, self.config.max_publish_rate) => {
+                Some(Refusal::PublishRateExceeded)
+            }
             _ => self
                 .authorize(Operation::Publish, name, &session, &msg)
                 .err(),
         };
+        let refusal = refusal.or_else(|| self.use_channel(name).err());
         let refusal = refusal.or_else(|| {
             let listeners = self.message_listeners.matching(name);
             let kept = listeners
@@ -507,7 +520,6 @@ impl Engine {
         }
         // The reply is final before the message moves on to its receivers.
         let reply = self.outgoing_reply(Some(&session), &msg, Reply::success(&msg));
-        self.use_channel(name);
         match name.kind() {
             ChannelKind::Broadcast => {
                 let map = msg.as_map_mut();
@@ -558,7 +570,9 @@ impl Engine {
             result = result.with("id", id.clone());
         }
         if let Some(encoded) = self.outgoing_delivery(result) {
-            session.enqueue(encoded, &self.config, None);
+            if !session.enqueue(encoded, &self.config, None) {
+                self.remove_session(session, RemovalReason::QueueFull);
+            }
         }
     }
 
@@ -570,7 +584,9 @@ impl Engine {
             return false;
         };
         if let Some(encoded) = self.outgoing_delivery(message) {
-            session.enqueue(encoded, &self.config, None);
+            if !session.enqueue(encoded, &self.config, None) {
+                self.remove_session(&session, RemovalReason::QueueFull);
+            }
         }
         true
     }
@@ -615,7 +631,7 @@ impl Engine {
         {
             return Ok(0);
         }
-        self.use_channel(channel);
+        self.use_channel(channel)?;
         Ok(match self.outgoing_delivery(msg) {
             Some(delivery) => self.broadcast(now, channel, &delivery, None),
             None => 0,
@@ -636,12 +652,18 @@ impl Engine {
             .lazy_timeout(channel, self.config.max_lazy_timeout)
             .map(|wait| now + wait);
         let mut count = 0;
+        let mut overflowed = Vec::new();
         for session in self.subscriptions.subscribers(channel) {
             if Some(session.client_id()) == skip {
                 continue;
             }
-            session.enqueue(delivery.clone(), &self.config, flush_by);
+            if !session.enqueue(delivery.clone(), &self.config, flush_by) {
+                overflowed.push(session);
+            }
             count += 1;
+        }
+        for session in &overflowed {
+            self.remove_session(session, RemovalReason::QueueFull);
         }
         count
     }
@@ -840,6 +862,9 @@ impl Engine {
         for name in &subscriptions {
             self.subscriptions.remove(name, session.client_id());
         }
+        if let Some(browser) = session.browser() {
+            self.uncount_browser_session(browser);
+        }
         for listener in &self.listeners {
             listener.session_removed(session.client_id(), reason);
         }
@@ -871,6 +896,24 @@ impl Engine {
 
     fn piggy_back(&self, ctx: &RequestContext) -> bool {
         !self.config.meta_connect_deliver_only && ctx.transport != TransportKind::CallbackPolling
+    }
+
+    /// Counts one more session for `browser`, unless it has `maxBrowserSessions` already.
+    pub(crate) fn count_browser_session(&self, browser: &BrowserId) -> bool {
+        let mut count = self.browser_sessions.entry(browser.clone()).or_insert(0);
+        if *count >= self.config.max_browser_sessions {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn uncount_browser_session(&self, browser: &BrowserId) {
+        if let Some(mut count) = self.browser_sessions.get_mut(browser) {
+            *count = count.saturating_sub(1);
+        }
+        self.browser_sessions
+            .remove_if(browser, |_, count| *count == 0);
     }
 
     pub(crate) fn release_browser_slot(&self, browser: &BrowserId) {

@@ -45,7 +45,7 @@ pub mod subscriptions;
 
 pub use ack::AckExtension;
 pub use channels::{ChannelListener, ChannelOptions};
-pub use config::{EngineConfig, QueueFullPolicy, TransportKind};
+pub use config::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
 pub use engine::{Engine, Hold, HoldEnd, Outcome, Pusher, RequestContext, RequestError};
 pub use extension::Extension;
 pub use ids::{BrowserId, IdSource, SequentialIds};

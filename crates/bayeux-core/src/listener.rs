@@ -8,6 +8,8 @@ use bayeux_message::{ChannelName, ClientId};
 pub enum RemovalReason {
     /// The client sent `/meta/disconnect`, or the application disconnected it.
     Disconnect,
+    /// Its queue overflowed with `QueueFullPolicy::Disconnect`.
+    QueueFull,
     /// The client stopped sending `/meta/connect` for longer than `interval + maxInterval`.
     Timeout,
 }

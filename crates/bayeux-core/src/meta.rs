@@ -20,9 +20,17 @@ impl Engine {
         let cid = self.ids.client_id();
         // Until its first connect, a session lives as long as after a connect reply.
         let expire_at = now + self.config.interval + self.config.max_interval;
+        if self.sessions.len() >= self.config.max_sessions {
+            return Step::Reply(Refusal::TooManySessions.reply_to(msg));
+        }
         let session = Arc::new(Session::new(cid.clone(), ctx.browser.clone(), expire_at));
         if !self.policy.can_handshake(&session, ctx, msg) {
             return Step::Reply(Refusal::HandshakeDenied.reply_to(msg));
+        }
+        if let Some(browser) = &ctx.browser {
+            if !self.count_browser_session(browser) {
+                return Step::Reply(Refusal::TooManyBrowserSessions.reply_to(msg));
+            }
         }
         self.sessions.insert(cid.clone(), Arc::clone(&session));
         for listener in &self.listeners {
@@ -206,11 +214,13 @@ impl Engine {
                 return refusal.reply_to(msg);
             }
         }
-        let used: Vec<ChannelName> = names
-            .iter()
-            .filter(|n| n.kind() != ChannelKind::Meta)
-            .cloned()
-            .collect();
+        // Channels are created (within `maxChannels`) before anything is recorded, so a
+        // refusal leaves no half-done subscription behind.
+        for name in &names {
+            if let Err(refusal) = self.use_channel(name) {
+                return refusal.reply_to(msg);
+            }
+        }
         let mut added = Vec::new();
         {
             let mut st = session.lock();
@@ -218,6 +228,13 @@ impl Engine {
                 return Refusal::SessionUnknown.reply_to(msg);
             }
             st.touch(now, self.config.max_interval);
+            let fresh = names
+                .iter()
+                .filter(|n| n.kind() == ChannelKind::Broadcast && !st.subscriptions.contains(*n))
+                .count();
+            if st.subscriptions.len() + fresh > self.config.max_subscriptions {
+                return Refusal::TooManySubscriptions.reply_to(msg);
+            }
             // Service channels answer the subscribe but record nothing: their messages are
             // never broadcast. The index is updated under the session lock, so a concurrent
             // removal sees every subscription it must undo.
@@ -230,9 +247,6 @@ impl Engine {
                     added.push(name);
                 }
             }
-        }
-        for name in &used {
-            self.use_channel(name);
         }
         for name in &added {
             for listener in &self.listeners {

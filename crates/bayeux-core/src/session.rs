@@ -15,7 +15,7 @@ use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message};
 use serde_json::Value;
 
 use crate::ack::AckQueue;
-use crate::config::{EngineConfig, QueueFullPolicy};
+use crate::config::{EngineConfig, PublishRate, QueueFullPolicy};
 use crate::extension::Extension;
 use crate::ids::BrowserId;
 use crate::listener::RemovalReason;
@@ -61,6 +61,8 @@ pub(crate) struct SessionState {
     pub(crate) sink: Option<LocalSink>,
     /// When queued lazy messages must go out at the latest.
     pub(crate) flush_at: Option<Instant>,
+    /// The publish rate limiter's bucket: tokens left, as of when.
+    pub(crate) publish_tokens: (f64, Option<Instant>),
 }
 
 /// Where a local session's deliveries go.
@@ -118,6 +120,7 @@ impl Session {
                 attributes: HashMap::new(),
                 sink: None,
                 flush_at: None,
+                publish_tokens: (0.0, None),
             }),
         }
     }
@@ -154,38 +157,40 @@ impl Session {
     /// its response may carry the message).
     ///
     /// A lazy message (`flush_by` set) wakes nobody: it waits for the next wake-up, or for
-    /// the sweep that finds `flush_by` passed.
+    /// the sweep that finds `flush_by` passed. Returns false when the queue overflowed under
+    /// `QueueFullPolicy::Disconnect`: the caller removes the session.
     pub(crate) fn enqueue(
         &self,
         msg: EncodedMessage,
         config: &EngineConfig,
         flush_by: Option<Instant>,
-    ) {
+    ) -> bool {
         let Some(msg) = self.outgoing(msg) else {
-            return;
+            return true;
         };
         let mut st = self.lock();
         if st.removed.is_some() {
-            return;
+            return true;
         }
         if let Some(sink) = st.sink.clone() {
             // A local session: hand the message to the application, outside the lock.
             drop(st);
             sink(&msg);
-            return;
+            return true;
         }
         if st.queue.len() >= config.max_queue.max(1) {
+            st.dropped += 1;
             match config.queue_full_policy {
+                QueueFullPolicy::Disconnect => return false,
                 QueueFullPolicy::DropOldest => {
                     st.queue.pop_front();
                 }
             }
-            st.dropped += 1;
         }
         st.queue.push_back(msg);
         if let Some(flush_by) = flush_by {
             st.flush_at = Some(st.flush_at.map_or(flush_by, |at| at.min(flush_by)));
-            return;
+            return true;
         }
         let batching = st.batch_depth > 0;
         let deliver_only = st.deliver_only(config);
@@ -199,6 +204,7 @@ impl Session {
             (_, Some(hold)) if !batching => hold.release(),
             _ => {}
         }
+        true
     }
 
     /// Runs this session's own outgoing hooks, if it has any, on a message for it.
@@ -266,6 +272,24 @@ impl Session {
     /// Removes a value attached to the session.
     pub fn remove_attribute(&self, key: &str) -> Option<Value> {
         self.lock().attributes.remove(key)
+    }
+
+    /// Takes one publish from the session's allowance under `rate` (always true without one).
+    pub(crate) fn take_publish_token(&self, now: Instant, rate: Option<PublishRate>) -> bool {
+        let Some(rate) = rate else {
+            return true;
+        };
+        let capacity = f64::from(rate.messages.max(1));
+        let mut st = self.lock();
+        let (tokens, since) = st.publish_tokens;
+        let refill = since.map_or(capacity, |since| {
+            let elapsed = now.saturating_duration_since(since).as_secs_f64();
+            elapsed / rate.per.as_secs_f64().max(f64::MIN_POSITIVE) * capacity
+        });
+        let tokens = (tokens + refill).min(capacity);
+        let allowed = tokens >= 1.0;
+        st.publish_tokens = (if allowed { tokens - 1.0 } else { tokens }, Some(now));
+        allowed
     }
 
     /// True for a local (server-side) session.

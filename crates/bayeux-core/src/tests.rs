@@ -1515,3 +1515,137 @@ fn session_extensions_see_only_their_session() {
     let replies = h.publish(&loud, "/hushed", json!(1));
     assert_eq!(replies[0]["error"], json!("404::message_deleted"));
 }
+
+#[test]
+fn max_sessions_refuses_handshakes_with_advice_to_come_back() {
+    let mut h = Harness::with(|c| c.max_sessions = 2);
+    h.client();
+    h.client();
+    let (replies, _) = h.send("b", vec![json!({"channel": "/meta/handshake", "id": "1"})]);
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/meta/handshake", "id": "1", "successful": false, "error": "503::too_many_sessions",
+                "advice": {"reconnect": "handshake", "interval": 5000}})
+        ]
+    );
+}
+
+#[test]
+fn max_browser_sessions_counts_live_sessions_per_cookie() {
+    let mut h = Harness::with(|c| c.max_browser_sessions = 2);
+    let first = h.handshake_in("same");
+    h.handshake_in("same");
+    let (replies, _) = h.send(
+        "same",
+        vec![json!({"channel": "/meta/handshake", "id": "3"})],
+    );
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/meta/handshake", "id": "3", "successful": false,
+                "error": "403::too_many_browser_sessions", "advice": {"reconnect": "none"}})
+        ]
+    );
+    h.handshake_in("other");
+    // A session that leaves frees its place.
+    h.request(&first, vec![json!({"channel": "/meta/disconnect"})]);
+    let (replies, _) = h.send(
+        "same",
+        vec![json!({"channel": "/meta/handshake", "id": "4"})],
+    );
+    assert_eq!(replies[0]["successful"], json!(true));
+}
+
+#[test]
+fn max_subscriptions_per_session() {
+    let mut h = Harness::with(|c| c.max_subscriptions = 2);
+    let cid = h.client();
+    h.subscribe(&cid, "/a");
+    h.subscribe(&cid, "/a");
+    h.subscribe(&cid, "/service/free");
+    let replies = h.request(
+        &cid,
+        vec![json!({"channel": "/meta/subscribe", "subscription": ["/b", "/c"]})],
+    );
+    assert_eq!(replies[0]["error"], json!("403::too_many_subscriptions"));
+    assert_eq!(
+        h.engine.session(&cid).expect("live").subscriptions().len(),
+        1,
+        "all or nothing"
+    );
+    h.subscribe(&cid, "/b");
+}
+
+#[test]
+fn max_channels_refuses_creating_one_more() {
+    let mut h = Harness::with(|c| c.max_channels = 2);
+    let cid = h.client();
+    h.subscribe(&cid, "/a");
+    h.publish(&cid, "/b", json!(1));
+    let replies = h.publish(&cid, "/c", json!(1));
+    assert_eq!(replies[0]["error"], json!("403::too_many_channels"));
+    let replies = h.request(
+        &cid,
+        vec![json!({"channel": "/meta/subscribe", "subscription": "/d"})],
+    );
+    assert_eq!(replies[0]["error"], json!("403::too_many_channels"));
+    assert_eq!(
+        h.publish(&cid, "/a", json!(2)).len(),
+        2,
+        "existing channels still work"
+    );
+}
+
+#[test]
+fn publish_rate_limit_is_a_token_bucket() {
+    let mut h = Harness::with(|c| {
+        c.max_publish_rate = Some(crate::PublishRate {
+            messages: 3,
+            per: Duration::from_secs(1),
+        });
+    });
+    let cid = h.client();
+    let results: Vec<_> = (0..4)
+        .map(|i| h.publish(&cid, "/x", json!(i))[0]["successful"].clone())
+        .collect();
+    assert_eq!(
+        results,
+        [json!(true), json!(true), json!(true), json!(false)]
+    );
+    assert_eq!(
+        h.publish(&cid, "/x", json!(9))[0]["error"],
+        json!("429::publish_rate_exceeded")
+    );
+    h.advance(Duration::from_millis(340));
+    assert_eq!(
+        h.publish(&cid, "/x", json!(10))[0]["successful"],
+        json!(true),
+        "one token back"
+    );
+    assert_eq!(
+        h.publish(&cid, "/x", json!(11))[0]["successful"],
+        json!(false)
+    );
+}
+
+#[test]
+fn queue_overflow_can_disconnect_the_session() {
+    let mut h = Harness::with(|c| {
+        c.max_queue = 2;
+        c.queue_full_policy = crate::QueueFullPolicy::Disconnect;
+    });
+    let slow = h.client();
+    let publisher = h.client();
+    h.subscribe(&slow, "/n");
+    for i in 0..3 {
+        h.publish(&publisher, "/n", json!(i));
+    }
+    assert!(h.engine.session(&slow).is_none());
+    assert!(
+        h.events().contains(&format!("removed {slow} QueueFull")),
+        "{:?}",
+        h.events()
+    );
+    assert!(h.engine.subscriptions().is_empty());
+}

@@ -140,6 +140,16 @@ pub enum Refusal {
     Denied(Cow<'static, str>),
     /// `404::message_deleted`: an extension deleted the message.
     MessageDeleted,
+    /// `429::publish_rate_exceeded`: the session publishes faster than `maxPublishRate`.
+    PublishRateExceeded,
+    /// `403::too_many_browser_sessions`: this browser has `maxBrowserSessions` sessions.
+    TooManyBrowserSessions,
+    /// `403::too_many_channels`: `maxChannels` channels exist already.
+    TooManyChannels,
+    /// `503::too_many_sessions`: the server has `maxSessions` sessions.
+    TooManySessions,
+    /// `403::too_many_subscriptions`: the session has `maxSubscriptions` subscriptions.
+    TooManySubscriptions,
     /// `403::handshake_denied`: the security policy refused the handshake.
     HandshakeDenied,
     /// `405::message_id_invalid`: `id` is neither an alphanumeric string nor an integer.
@@ -171,6 +181,11 @@ impl Refusal {
             Self::Denied(text) => return text.clone(),
             Self::HandshakeDenied => "403::handshake_denied",
             Self::MessageDeleted => "404::message_deleted",
+            Self::PublishRateExceeded => "429::publish_rate_exceeded",
+            Self::TooManyBrowserSessions => "403::too_many_browser_sessions",
+            Self::TooManyChannels => "403::too_many_channels",
+            Self::TooManySessions => "503::too_many_sessions",
+            Self::TooManySubscriptions => "403::too_many_subscriptions",
             Self::MessageIdInvalid => "405::message_id_invalid",
             Self::PublishDenied => "403:denied_by_security_policy:publish_denied",
             Self::SessionUnknown => "402::session_unknown",
@@ -192,7 +207,13 @@ impl Refusal {
             (Self::SessionUnknown, Some("/meta/connect" | "/meta/handshake"))
             | (Self::ConnectionTypeUnsupported, _) => Some(Advice::rehandshake()),
             // A refused handshake must not be retried in a loop.
-            (Self::HandshakeDenied, _) => Some(Advice::stop()),
+            (Self::HandshakeDenied | Self::TooManyBrowserSessions, _) => Some(Advice::stop()),
+            // A full server may have room later: come back after a while.
+            (Self::TooManySessions, _) => Some(Advice {
+                reconnect: Some(Reconnect::Handshake),
+                interval: Some(5_000),
+                ..Advice::default()
+            }),
             _ => None,
         };
         let subscription = match channel {

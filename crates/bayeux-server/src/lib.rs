@@ -29,9 +29,9 @@ mod server;
 
 pub use bayeux_core::{
     AckExtension, AllowAll, Authorization, Authorizer, BrowserId, ChannelListener, ChannelOptions,
-    EngineConfig, Extension, Hold, HoldEnd, HttpInfo, MessageListener, Operation, Outcome, Pusher,
-    QueueFullPolicy, RemovalReason, RequestContext, RequestError, SecurityPolicy, Service,
-    ServiceReply, ServiceRequest, Session, SessionListener, TransportKind,
+    EngineConfig, Extension, Hold, HoldEnd, HttpInfo, MessageListener, Operation, Outcome,
+    PublishRate, Pusher, QueueFullPolicy, RemovalReason, RequestContext, RequestError,
+    SecurityPolicy, Service, ServiceReply, ServiceRequest, Session, SessionListener, TransportKind,
 };
 pub use bayeux_message::{
     BinaryData, ChannelName, ClientId, EncodedMessage, Message, Refusal, Reply,

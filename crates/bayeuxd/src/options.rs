@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bayeux_server::{EngineConfig, TransportKind};
+use bayeux_server::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
 use bayeux_transport::{CallbackConfig, CookieConfig, TransportConfig, WebSocketConfig};
 use clap::Parser;
 use serde::Deserialize;
@@ -44,6 +44,24 @@ pub struct Options {
     /// Milliseconds between sweeps for expired sessions [default: 997].
     #[arg(long)]
     pub sweep_period: Option<u64>,
+    /// What to do when a session's queue is full: drop-oldest or disconnect [default: drop-oldest].
+    #[arg(long)]
+    pub queue_full_policy: Option<String>,
+    /// Most live sessions; more handshakes get 503::too_many_sessions [default: 100000].
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Most live sessions per browser cookie [default: 100].
+    #[arg(long)]
+    pub max_browser_sessions: Option<usize>,
+    /// Most subscriptions per session [default: 1000].
+    #[arg(long)]
+    pub max_subscriptions: Option<usize>,
+    /// Most channels in existence [default: 100000].
+    #[arg(long)]
+    pub max_channels: Option<usize>,
+    /// Publishes per second allowed to each session, bursts up to the same number [default: unlimited].
+    #[arg(long)]
+    pub max_publish_rate: Option<u32>,
     /// Longest wait of a message on a lazy channel, ms [default: 5000].
     #[arg(long)]
     pub max_lazy_timeout: Option<u64>,
@@ -200,6 +218,12 @@ impl Options {
             sweep_period: self.sweep_period.or(base.sweep_period),
             max_queue: self.max_queue.or(base.max_queue),
             max_lazy_timeout: self.max_lazy_timeout.or(base.max_lazy_timeout),
+            queue_full_policy: self.queue_full_policy.or(base.queue_full_policy),
+            max_sessions: self.max_sessions.or(base.max_sessions),
+            max_browser_sessions: self.max_browser_sessions.or(base.max_browser_sessions),
+            max_subscriptions: self.max_subscriptions.or(base.max_subscriptions),
+            max_channels: self.max_channels.or(base.max_channels),
+            max_publish_rate: self.max_publish_rate.or(base.max_publish_rate),
             max_message_size: self.max_message_size.or(base.max_message_size),
             max_sessions_per_browser: self
                 .max_sessions_per_browser
@@ -253,6 +277,25 @@ impl Options {
             max_interval: self.max_interval.map_or(defaults.max_interval, ms),
             max_queue: self.max_queue.unwrap_or(defaults.max_queue),
             max_lazy_timeout: self.max_lazy_timeout.map_or(defaults.max_lazy_timeout, ms),
+            queue_full_policy: match self.queue_full_policy.as_deref() {
+                None | Some("drop-oldest") => QueueFullPolicy::DropOldest,
+                Some("disconnect") => QueueFullPolicy::Disconnect,
+                Some(other) => {
+                    return Err(format!(
+                        "queueFullPolicy must be drop-oldest or disconnect, not {other:?}"
+                    ))
+                }
+            },
+            max_sessions: self.max_sessions.unwrap_or(defaults.max_sessions),
+            max_browser_sessions: self
+                .max_browser_sessions
+                .unwrap_or(defaults.max_browser_sessions),
+            max_subscriptions: self.max_subscriptions.unwrap_or(defaults.max_subscriptions),
+            max_channels: self.max_channels.unwrap_or(defaults.max_channels),
+            max_publish_rate: self.max_publish_rate.map(|messages| PublishRate {
+                messages,
+                per: Duration::from_secs(1),
+            }),
             broadcast_to_publisher: self
                 .broadcast_to_publisher
                 .unwrap_or(defaults.broadcast_to_publisher),
