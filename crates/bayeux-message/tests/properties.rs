@@ -134,18 +134,23 @@ fn json_number() -> impl Strategy<Value = Number> {
     ]
 }
 
-/// Arbitrary JSON, bounded in depth and size; strings and keys are any Unicode.
+/// Short strings of any Unicode, control characters included.
+fn json_string() -> impl Strategy<Value = String> {
+    "(?s).{0,12}"
+}
+
+/// Arbitrary JSON, bounded in depth and size.
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         json_number().prop_map(Value::Number),
-        any::<String>().prop_map(Value::String),
+        json_string().prop_map(Value::String),
     ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
+    leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(any::<String>(), inner, 0..6)
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(json_string(), inner, 0..4)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
@@ -156,10 +161,10 @@ fn json_object() -> impl Strategy<Value = Map<String, Value>> {
         prop_oneof![
             prop::sample::select(vec!["channel", "id", "clientId", "data", "ext", "advice"])
                 .prop_map(str::to_owned),
-            any::<String>(),
+            json_string(),
         ],
         json_value(),
-        0..6,
+        0..5,
     )
     .prop_map(|m| m.into_iter().collect())
 }
