@@ -94,8 +94,7 @@ impl Server {
     /// Publishes `data` on a broadcast channel to every subscriber; returns how many sessions
     /// it was queued for.
     pub fn publish(&self, channel: &str, data: Value) -> Result<usize, PublishError> {
-        let name = ChannelName::parse(channel)
-            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let name = parse_channel(channel)?;
         self.inner
             .engine
             .publish(now(), &name, data)
@@ -110,8 +109,7 @@ impl Server {
         channel: &str,
         data: Value,
     ) -> Result<bool, PublishError> {
-        let name = ChannelName::parse(channel)
-            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let name = parse_channel(channel)?;
         let message = Message::new()
             .with("channel", name.as_str())
             .with("data", data);
@@ -128,8 +126,7 @@ impl Server {
         id: Value,
         answer: ServiceReply,
     ) -> Result<bool, PublishError> {
-        let name = ChannelName::parse(channel)
-            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let name = parse_channel(channel)?;
         let (successful, data) = match answer {
             ServiceReply::Success(data) => (true, data),
             ServiceReply::Failure(data) => (false, data),
@@ -149,8 +146,7 @@ impl Server {
         channel: &str,
         service: impl Service + 'static,
     ) -> Result<(), PublishError> {
-        let name = ChannelName::parse(channel)
-            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let name = parse_channel(channel)?;
         if name.kind() != bayeux_message::ChannelKind::Service {
             return Err(PublishError::NotService(channel.to_owned()));
         }
@@ -164,8 +160,7 @@ impl Server {
         channel: &str,
         authorizer: impl Authorizer + 'static,
     ) -> Result<(), PublishError> {
-        let name = ChannelName::parse(channel)
-            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let name = parse_channel(channel)?;
         self.inner.engine.add_authorizer(name, Arc::new(authorizer));
         Ok(())
     }
@@ -177,8 +172,7 @@ impl Server {
         channel: &str,
         listener: impl MessageListener + 'static,
     ) -> Result<(), PublishError> {
-        let name = ChannelName::parse(channel)
-            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let name = parse_channel(channel)?;
         self.inner
             .engine
             .add_message_listener(name, Arc::new(listener));
@@ -191,8 +185,7 @@ impl Server {
         channel: &str,
         options: ChannelOptions,
     ) -> Result<(), PublishError> {
-        let name = ChannelName::parse(channel)
-            .map_err(|_| PublishError::InvalidChannel(channel.to_owned()))?;
+        let name = parse_channel(channel)?;
         self.inner.engine.configure_channel(&name, options);
         Ok(())
     }
@@ -240,6 +233,11 @@ impl fmt::Debug for Server {
             .field("sessions", &self.session_count())
             .finish()
     }
+}
+
+/// Parses a channel name given by application code.
+fn parse_channel(channel: &str) -> Result<ChannelName, PublishError> {
+    ChannelName::parse(channel).map_err(|_| PublishError::InvalidChannel(channel.to_owned()))
 }
 
 /// The engine's clock: Tokio's, so that tests with paused time move it too.
