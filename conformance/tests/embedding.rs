@@ -280,3 +280,35 @@ async fn session_extension_changes_only_its_sessions_deliveries() {
         json!({"channel": "/talk", "data": "HELLO"})
     );
 }
+
+#[tokio::test]
+async fn probes_report_liveness_and_readiness() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = Server::builder().build();
+            let probed = server.clone();
+            let http =
+                HttpServer::new(move || App::new().configure(bayeux_actix::probes(probed.clone())))
+                    .workers(1)
+                    .bind(("127.0.0.1", 0))
+                    .expect("bind loopback");
+            tx.send((server, http.addrs()[0])).expect("test is waiting");
+            http.run().await
+        })
+    });
+    let (server, addr) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("app starts");
+    let get = |path: &'static str| async move {
+        let resp = support::http::send(addr, &support::http::Request::new("GET", path), None)
+            .await
+            .expect("probe answered");
+        (resp.status, resp.text())
+    };
+    assert_eq!(get("/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(get("/readyz").await, (200, "ready\n".to_owned()));
+    server.shutdown();
+    assert_eq!(get("/readyz").await, (503, "shutting down\n".to_owned()));
+    assert_eq!(get("/healthz").await, (200, "ok\n".to_owned()));
+}

@@ -221,6 +221,38 @@ fn upgrade_websocket(
     response
 }
 
+/// Liveness and readiness probes for load balancers and orchestrators:
+/// `GET /healthz` answers 200 while the process serves; `GET /readyz` answers 200 while the
+/// server takes new clients and 503 once it is shutting down.
+///
+/// ```no_run
+/// # use actix_web::App;
+/// # let server = bayeux_server::Server::builder().build();
+/// App::new().configure(bayeux_actix::probes(server));
+/// ```
+pub fn probes(server: Server) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .route(
+                "/healthz",
+                web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+            )
+            .route(
+                "/readyz",
+                web::get().to(move || {
+                    let ready = !server.is_shutting_down();
+                    async move {
+                        if ready {
+                            HttpResponse::Ok().body("ready\n")
+                        } else {
+                            HttpResponse::ServiceUnavailable().body("shutting down\n")
+                        }
+                    }
+                }),
+            );
+    }
+}
+
 /// A close reason must fit a control frame (125 bytes with the code).
 fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {

@@ -207,6 +207,11 @@ impl Server {
         self.inner.shutdown.send_replace(true);
     }
 
+    /// True once [`Server::shutdown`] has been called: the node should get no new clients.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
     /// Resolves once [`Server::shutdown`] has been called (at once if it already was).
     pub fn shutting_down(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut flag = self.inner.shutdown.subscribe();

@@ -58,11 +58,14 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     }
     let server = builder.build();
     let endpoint = Cometd::new(server.clone()).transport_config(settings.transport);
+    let probed = server.clone();
     let path = settings.path;
     let mount = path.clone();
     let static_dir = settings.static_dir;
     let mut http = HttpServer::new(move || {
-        let app = App::new().service(endpoint.clone().scope(&mount));
+        let app = App::new()
+            .service(endpoint.clone().scope(&mount))
+            .configure(bayeux_actix::probes(probed.clone()));
         match &static_dir {
             Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
             None => app.route("/", web::get().to(index)),
