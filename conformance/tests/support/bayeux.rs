@@ -516,6 +516,21 @@ impl Witness {
         }
     }
 
+    /// The subscribing session (e.g. to try to use its clientId from another browser).
+    pub fn subscriber(&self) -> &Client {
+        &self.subscriber
+    }
+
+    /// The publishing session.
+    pub fn publisher(&self) -> &Client {
+        &self.publisher
+    }
+
+    /// The channel the subscriber listens to.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
     /// Asserts a publish still reaches the subscriber's next connect, exactly.
     pub async fn assert_alive(&self) {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);

@@ -85,6 +85,11 @@ impl TestServer {
         self.addr
     }
 
+    /// The process id of the child, while it runs (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The mount path printed by the server, e.g. `/cometd`.
     pub fn path(&self) -> &str {
         &self.path

@@ -190,6 +190,13 @@ fn upgrade_websocket(
                 Ok(AggregatedMessage::Pong(_)) => None,
                 Ok(AggregatedMessage::Close(_)) => Some(Inbound::Close),
                 Err(ProtocolError::Overflow) => Some(Inbound::Overflow),
+                // actix-ws reports a fragmented message grown past the limit as an I/O error
+                // with this text; it is a message too big all the same (close 1009).
+                Err(ProtocolError::Io(e))
+                    if e.to_string().contains("maximum continuation size") =>
+                {
+                    Some(Inbound::Overflow)
+                }
                 Err(_) => Some(Inbound::Error),
             })
         });

@@ -89,9 +89,12 @@ impl Engine {
             st.readvise = true;
         }
         // Client advice is transient: it applies to this connect only.
+        // Capped at maxInterval: a client must not advise itself a session that never expires.
         st.interval = msg
             .advice_millis("interval")
-            .map_or(self.config.interval, Duration::from_millis);
+            .map_or(self.config.interval, |ms| {
+                Duration::from_millis(ms).min(self.config.max_interval.max(self.config.interval))
+            });
         let timeout = msg
             .advice_millis("timeout")
             .map_or(self.config.timeout, |t| {

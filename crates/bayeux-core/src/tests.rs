@@ -1649,3 +1649,14 @@ fn queue_overflow_can_disconnect_the_session() {
     );
     assert!(h.engine.subscriptions().is_empty());
 }
+
+#[test]
+fn client_advised_interval_is_capped_at_max_interval() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let (replies, _) = h.connect(&cid, Some(json!({"timeout": 0, "interval": 1e300})));
+    assert_eq!(replies[0]["advice"]["interval"], json!(10_000));
+    // The session still expires: after interval + maxInterval, both capped.
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.engine.sweep(h.now), 1);
+}

@@ -38,7 +38,15 @@ pub enum InvalidChannel {
     EmptySegment,
     /// `*` used anywhere but as the whole last segment.
     MisplacedWildcard,
+    /// More than [`MAX_CHANNEL_LEN`] bytes or [`MAX_CHANNEL_SEGMENTS`] segments.
+    TooLong,
 }
+
+/// Longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_LEN: usize = 1024;
+
+/// Most segments in a channel name.
+pub const MAX_CHANNEL_SEGMENTS: usize = 64;
 
 /// The five meta channels the protocol defines.
 pub const META_CHANNELS: [&str; 5] = [
@@ -61,6 +69,11 @@ impl ChannelName {
         };
         if body.is_empty() {
             return Err(InvalidChannel::BadStart);
+        }
+        // Routing looks up one key per ancestor: bounding depth and length bounds the cost of
+        // a publish, whatever a client sends.
+        if trimmed.len() > MAX_CHANNEL_LEN || body.split('/').count() > MAX_CHANNEL_SEGMENTS {
+            return Err(InvalidChannel::TooLong);
         }
         if !body.bytes().all(is_channel_byte) {
             return Err(InvalidChannel::BadCharacter);
@@ -225,6 +238,18 @@ mod tests {
         for (raw, why) in cases {
             assert_eq!(ChannelName::parse(raw), Err(why), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn bounds_length_and_depth() {
+        let deep = "/a".repeat(MAX_CHANNEL_SEGMENTS);
+        assert_eq!(name(&deep).as_str(), deep);
+        let deeper = "/a".repeat(MAX_CHANNEL_SEGMENTS + 1);
+        assert_eq!(ChannelName::parse(&deeper), Err(InvalidChannel::TooLong));
+        let long = format!("/{}", "x".repeat(MAX_CHANNEL_LEN - 1));
+        assert_eq!(name(&long).as_str().len(), MAX_CHANNEL_LEN);
+        let longer = format!("/{}", "x".repeat(MAX_CHANNEL_LEN));
+        assert_eq!(ChannelName::parse(&longer), Err(InvalidChannel::TooLong));
     }
 
     #[test]
