@@ -230,7 +230,7 @@ fn upgrade_websocket(
 
 /// Liveness and readiness probes for load balancers and orchestrators:
 /// `GET /healthz` answers 200 while the process serves; `GET /readyz` answers 200 while the
-/// server takes new clients and 503 once it is shutting down.
+/// server takes new clients and 503 once it is draining or shutting down.
 ///
 /// ```no_run
 /// # use actix_web::App;
@@ -247,14 +247,14 @@ pub fn probes(server: Server) -> impl FnOnce(&mut web::ServiceConfig) {
             .route(
                 "/readyz",
                 web::get().to(move || {
-                    let ready = !server.is_shutting_down();
-                    async move {
-                        if ready {
-                            HttpResponse::Ok().body("ready\n")
-                        } else {
-                            HttpResponse::ServiceUnavailable().body("shutting down\n")
-                        }
-                    }
+                    let answer = if server.is_ready() {
+                        HttpResponse::Ok().body("ready\n")
+                    } else if server.engine().is_draining() {
+                        HttpResponse::ServiceUnavailable().body("draining\n")
+                    } else {
+                        HttpResponse::ServiceUnavailable().body("shutting down\n")
+                    };
+                    async move { answer }
                 }),
             );
     }

@@ -6,9 +6,9 @@
 //! own lock, so the engine is shared by reference between all request handlers.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bayeux_message::{
     is_valid_message_id, Advice, ChannelKind, ChannelName, ClientId, EncodedMessage, Message,
@@ -228,6 +228,8 @@ pub struct Engine {
     pub(crate) channels: Channels,
     pub(crate) channel_listeners: Vec<Arc<dyn ChannelListener>>,
     pub(crate) shutting_down: AtomicBool,
+    /// Set once draining starts: when, and over how long clients are sent away.
+    pub(crate) drain: OnceLock<(Instant, Duration)>,
     pub(crate) next_connection: AtomicU64,
 }
 
@@ -260,6 +262,7 @@ impl Engine {
             channels: Channels::default(),
             channel_listeners: Vec::new(),
             shutting_down: AtomicBool::new(false),
+            drain: OnceLock::new(),
             next_connection: AtomicU64::new(1),
         }
     }
@@ -670,6 +673,9 @@ impl Engine {
 
     /// Answers a held connect: its queued deliveries, then its reply.
     pub fn complete_hold(&self, now: Instant, hold: Hold) -> HoldEnd {
+        if self.drain_due(hold.session.client_id(), now) {
+            return self.drain_hold(&hold);
+        }
         let (request, mut messages, reply) = {
             let mut st = hold.session.lock();
             let slot = match st.hold.take() {
@@ -696,6 +702,33 @@ impl Engine {
         };
         messages.push(self.outgoing_reply(Some(&hold.session), &request, reply));
         HoldEnd::Reply(messages)
+    }
+
+    /// Answers a held connect of a draining server: `503::draining`, handshake elsewhere;
+    /// the session is removed.
+    fn drain_hold(&self, hold: &Hold) -> HoldEnd {
+        let request = {
+            let mut st = hold.session.lock();
+            match st.hold.take() {
+                Some(slot) if slot.ticket == hold.ticket => {
+                    if let Some(browser) = &slot.browser {
+                        self.release_browser_slot(browser);
+                    }
+                    slot.request
+                }
+                other => {
+                    st.hold = other;
+                    return HoldEnd::Superseded;
+                }
+            }
+        };
+        self.remove_session(&hold.session, RemovalReason::Drained);
+        let reply = Refusal::Draining.reply_to(&request);
+        HoldEnd::Reply(vec![self.outgoing_reply(
+            Some(&hold.session),
+            &request,
+            reply,
+        )])
     }
 
     /// Forgets a held connect whose waiter went away without an answer (client gone): the
@@ -772,6 +805,11 @@ impl Engine {
                     return false;
                 }
                 st.flush_lazy(now, &self.config);
+                if self.drain_due(entry.key(), now) {
+                    if let Some(slot) = st.hold.as_mut() {
+                        slot.release();
+                    }
+                }
                 let due = match &st.hold {
                     Some(slot) => slot.deadline + st.interval + self.config.max_interval,
                     None => st.expire_at,
@@ -816,6 +854,33 @@ impl Engine {
                 slot.release();
             }
         }
+    }
+
+    /// Starts draining: new handshakes are refused with `503::draining` and advice to
+    /// handshake again (elsewhere); each held connect is answered the same way at a moment
+    /// spread over `window` (so clients do not all move at once), and its session removed;
+    /// connects arriving once their moment has passed likewise. Other messages keep working
+    /// meanwhile. Call [`Engine::sweep`] regularly: it is what releases the held connects.
+    pub fn drain(&self, now: Instant, window: Duration) {
+        let _ = self.drain.set((now, window));
+    }
+
+    /// True once [`Engine::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.drain.get().is_some()
+    }
+
+    /// Whether the session's moment to leave a draining server has come.
+    pub(crate) fn drain_due(&self, client_id: &ClientId, now: Instant) -> bool {
+        let Some((started, window)) = self.drain.get() else {
+            return false;
+        };
+        // A stable, well-spread offset per session within the window.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(client_id.as_str(), &mut hasher);
+        let window_ms = millis(*window).max(1);
+        let offset = std::hash::Hasher::finish(&hasher) % window_ms;
+        now >= *started + Duration::from_millis(offset)
     }
 
     /// Number of live sessions.

@@ -8,6 +8,8 @@ use bayeux_message::{ChannelName, ClientId};
 pub enum RemovalReason {
     /// The client sent `/meta/disconnect`, or the application disconnected it.
     Disconnect,
+    /// The server is draining and sent the client to handshake elsewhere.
+    Drained,
     /// Its queue overflowed with `QueueFullPolicy::Disconnect`.
     QueueFull,
     /// The client stopped sending `/meta/connect` for longer than `interval + maxInterval`.

@@ -20,6 +20,9 @@ impl Engine {
         let cid = self.ids.client_id();
         // Until its first connect, a session lives as long as after a connect reply.
         let expire_at = now + self.config.interval + self.config.max_interval;
+        if self.is_draining() {
+            return Step::Reply(Refusal::Draining.reply_to(msg));
+        }
         if self.sessions.len() >= self.config.max_sessions {
             return Step::Reply(Refusal::TooManySessions.reply_to(msg));
         }
@@ -71,6 +74,16 @@ impl Engine {
             if !allowed {
                 return Step::Reply(Refusal::ConnectionTypeUnsupported.reply_to(msg));
             }
+        }
+        if self.drain_due(session.client_id(), now) {
+            if let Some(mut old) = session.lock().hold.take() {
+                old.release();
+                if let Some(browser) = &old.browser {
+                    self.release_browser_slot(browser);
+                }
+            }
+            self.remove_session(&session, crate::listener::RemovalReason::Drained);
+            return Step::Reply(Refusal::Draining.reply_to(msg));
         }
         let mut st = session.lock();
         if st.removed.is_some() {

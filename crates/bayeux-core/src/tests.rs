@@ -1660,3 +1660,47 @@ fn client_advised_interval_is_capped_at_max_interval() {
     h.advance(Duration::from_secs(20));
     assert_eq!(h.engine.sweep(h.now), 1);
 }
+
+#[test]
+fn draining_sends_clients_away_spread_over_the_window() {
+    let mut h = Harness::new();
+    let clients: Vec<String> = (0..20).map(|_| h.client()).collect();
+    let holds: Vec<Hold> = clients.iter().map(|cid| h.hold(cid)).collect();
+    h.engine.drain(h.now, Duration::from_secs(10));
+    let (replies, _) = h.send(
+        "new",
+        vec![json!({"channel": "/meta/handshake", "id": "x"})],
+    );
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/meta/handshake", "id": "x", "successful": false, "error": "503::draining",
+                "advice": {"reconnect": "handshake", "interval": 1000}})
+        ]
+    );
+    // Released a few at a time as the window passes, all of them by its end.
+    let mut released_at = Vec::new();
+    for second in 0..=10 {
+        h.engine.sweep(h.now);
+        released_at.push(holds.iter().filter(|hold| !hold.is_pending()).count());
+        h.advance(Duration::from_secs(1));
+        let _ = second;
+    }
+    assert_eq!(*released_at.last().expect("swept"), 20);
+    assert!(released_at[0] < 20, "not all at once: {released_at:?}");
+    for hold in holds {
+        let replies = h.complete(hold);
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0]["successful"], json!(false));
+        assert_eq!(replies[0]["error"], json!("503::draining"));
+        assert_eq!(
+            replies[0]["advice"],
+            json!({"reconnect": "handshake", "interval": 1000})
+        );
+    }
+    assert_eq!(h.engine.session_count(), 0);
+    assert_eq!(
+        h.events().iter().filter(|e| e.ends_with("Drained")).count(),
+        20
+    );
+}

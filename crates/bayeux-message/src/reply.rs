@@ -150,6 +150,8 @@ pub enum Refusal {
     TooManySessions,
     /// `403::too_many_subscriptions`: the session has `maxSubscriptions` subscriptions.
     TooManySubscriptions,
+    /// `503::draining`: this server is draining; handshake again (with another server).
+    Draining,
     /// `403::handshake_denied`: the security policy refused the handshake.
     HandshakeDenied,
     /// `405::message_id_invalid`: `id` is neither an alphanumeric string nor an integer.
@@ -179,6 +181,7 @@ impl Refusal {
             Self::CreateDenied => "403:denied_by_security_policy:create_denied",
             Self::DataMissing => "400::data_missing",
             Self::Denied(text) => return text.clone(),
+            Self::Draining => "503::draining",
             Self::HandshakeDenied => "403::handshake_denied",
             Self::MessageDeleted => "404::message_deleted",
             Self::PublishRateExceeded => "429::publish_rate_exceeded",
@@ -208,6 +211,12 @@ impl Refusal {
             | (Self::ConnectionTypeUnsupported, _) => Some(Advice::rehandshake()),
             // A refused handshake must not be retried in a loop.
             (Self::HandshakeDenied | Self::TooManyBrowserSessions, _) => Some(Advice::stop()),
+            // A draining server sends its clients to handshake again, elsewhere.
+            (Self::Draining, _) => Some(Advice {
+                reconnect: Some(Reconnect::Handshake),
+                interval: Some(1_000),
+                ..Advice::default()
+            }),
             // A full server may have room later: come back after a while.
             (Self::TooManySessions, _) => Some(Advice {
                 reconnect: Some(Reconnect::Handshake),

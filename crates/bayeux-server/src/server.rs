@@ -207,9 +207,23 @@ impl Server {
         self.inner.shutdown.send_replace(true);
     }
 
-    /// True once [`Server::shutdown`] has been called: the node should get no new clients.
+    /// True once [`Server::shutdown`] has been called.
     pub fn is_shutting_down(&self) -> bool {
         *self.inner.shutdown.borrow()
+    }
+
+    /// Starts draining this node: new handshakes are refused with `503::draining` and advice
+    /// to handshake again (a load balancer then sends them elsewhere), and held connects are
+    /// answered the same way, spread over `window`, their sessions removed. Wait for
+    /// [`Server::session_count`] to reach zero (or a deadline), then shut down.
+    pub fn drain(&self, window: Duration) {
+        tracing::info!(window_ms = window.as_millis() as u64, "draining");
+        self.inner.engine.drain(now(), window);
+    }
+
+    /// True while the node takes new clients: neither draining nor shutting down.
+    pub fn is_ready(&self) -> bool {
+        !self.is_shutting_down() && !self.inner.engine.is_draining()
     }
 
     /// Resolves once [`Server::shutdown`] has been called (at once if it already was).

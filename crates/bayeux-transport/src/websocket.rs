@@ -167,7 +167,18 @@ pub async fn serve<I, O>(
             Event::HoldEnded(end) => {
                 held = None;
                 match end {
-                    HoldEnd::Reply(messages) => frames(&messages, usize::MAX),
+                    HoldEnd::Reply(messages) => {
+                        let mut out = frames(&messages, usize::MAX);
+                        // A draining server just sent this client elsewhere: close politely.
+                        let gone = connection
+                            .bound
+                            .as_ref()
+                            .is_some_and(|cid| server.engine().session(cid.as_str()).is_none());
+                        if gone && server.engine().is_draining() {
+                            out.push(Outbound::Close(close::GOING_AWAY, "server draining".into()));
+                        }
+                        out
+                    }
                     HoldEnd::Superseded => Vec::new(),
                 }
             }
@@ -457,6 +468,28 @@ mod tests {
             socket.next().await,
             Outbound::Close(close::GOING_AWAY, "server shutting down".into())
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_answers_the_held_connect_then_closes_with_1001() {
+        let server = server();
+        let mut socket = Socket::open(&server, TransportConfig::default());
+        let cid = socket.handshake().await;
+        socket.send(json!([{"channel": "/meta/connect", "id": "2", "clientId": cid, "advice": {"timeout": 0}}]));
+        socket.messages().await;
+        socket.send(json!([{"channel": "/meta/connect", "id": "3", "clientId": cid}]));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        server.drain(Duration::from_millis(1));
+        assert_eq!(
+            socket.messages().await,
+            json!([{"channel": "/meta/connect", "id": "3", "successful": false,
+                    "error": "503::draining", "advice": {"reconnect": "handshake", "interval": 1000}}])
+        );
+        assert_eq!(
+            socket.next().await,
+            Outbound::Close(close::GOING_AWAY, "server draining".into())
+        );
+        assert_eq!(server.session_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]

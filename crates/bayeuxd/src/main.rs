@@ -85,8 +85,18 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
 
     let running = http.run();
     let handle = running.handle();
+    let drain = settings.drain;
     actix_web::rt::spawn(async move {
-        wait_for_signal().await;
+        if wait_for_signal().await == Signal::Drain {
+            // Clients are sent elsewhere over the window; stop once they are all gone or at
+            // the deadline, whichever comes first.
+            server.drain(drain.window);
+            let deadline = tokio::time::Instant::now() + drain.deadline;
+            while server.session_count() > 0 && tokio::time::Instant::now() < deadline {
+                actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            tracing::info!(left = server.session_count(), "drained");
+        }
         tracing::info!("shutting down: answering held connects");
         server.shutdown();
         // Give released connects a moment to be written before connections close.
@@ -96,19 +106,31 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     running.await
 }
 
-async fn wait_for_signal() {
+/// What the operator asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGUSR1: drain, then stop.
+    Drain,
+    /// Ctrl-C or SIGTERM: stop now, answering held connects.
+    Stop,
+}
+
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut drain = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler installs");
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+            _ = term.recv() => Signal::Stop,
+            _ = drain.recv() => Signal::Drain,
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
     }
 }
 

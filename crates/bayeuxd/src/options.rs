@@ -62,6 +62,12 @@ pub struct Options {
     /// Publishes per second allowed to each session, bursts up to the same number [default: unlimited].
     #[arg(long)]
     pub max_publish_rate: Option<u32>,
+    /// On SIGUSR1, clients are sent elsewhere spread over this many ms [default: 10000].
+    #[arg(long)]
+    pub drain_window: Option<u64>,
+    /// On SIGUSR1, stop after this many ms even if clients remain [default: 30000].
+    #[arg(long)]
+    pub drain_deadline: Option<u64>,
     /// Longest wait of a message on a lazy channel, ms [default: 5000].
     #[arg(long)]
     pub max_lazy_timeout: Option<u64>,
@@ -155,6 +161,15 @@ pub struct WsOptions {
     pub allowed_origins: Option<Vec<String>>,
 }
 
+/// How `bayeuxd` drains on SIGUSR1.
+#[derive(Clone, Copy, Debug)]
+pub struct DrainSettings {
+    /// Clients are sent elsewhere spread over this long.
+    pub window: Duration,
+    /// The process stops then, even if clients remain.
+    pub deadline: Duration,
+}
+
 /// An extension `bayeuxd` can enable by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuiltinExtension {
@@ -186,6 +201,7 @@ pub struct Settings {
     pub sweep_period: Duration,
     pub static_dir: Option<PathBuf>,
     pub extensions: Vec<BuiltinExtension>,
+    pub drain: DrainSettings,
     pub engine: EngineConfig,
     pub transport: TransportConfig,
 }
@@ -218,6 +234,8 @@ impl Options {
             sweep_period: self.sweep_period.or(base.sweep_period),
             max_queue: self.max_queue.or(base.max_queue),
             max_lazy_timeout: self.max_lazy_timeout.or(base.max_lazy_timeout),
+            drain_window: self.drain_window.or(base.drain_window),
+            drain_deadline: self.drain_deadline.or(base.drain_deadline),
             queue_full_policy: self.queue_full_policy.or(base.queue_full_policy),
             max_sessions: self.max_sessions.or(base.max_sessions),
             max_browser_sessions: self.max_browser_sessions.or(base.max_browser_sessions),
@@ -413,6 +431,10 @@ impl Options {
             workers: self.workers,
             static_dir: self.static_dir,
             extensions,
+            drain: DrainSettings {
+                window: ms(self.drain_window.unwrap_or(10_000)),
+                deadline: ms(self.drain_deadline.unwrap_or(30_000)),
+            },
             sweep_period: self.sweep_period.map_or(ms(997), ms),
             engine,
             transport,

@@ -1,0 +1,119 @@
+//! Operating `bayeuxd`: probes and the drain sequence, over real HTTP.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use support::http::{send, Request};
+use support::{Client, TestServer};
+
+async fn get(server: &TestServer, path: &str) -> (u16, String) {
+    let resp = send(server.addr(), &Request::new("GET", path), None)
+        .await
+        .expect("answered");
+    (resp.status, resp.text())
+}
+
+#[tokio::test]
+async fn probes_answer_while_serving() {
+    let server = TestServer::start(&[]).await;
+    assert_eq!(get(&server, "/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(get(&server, "/readyz").await, (200, "ready\n".to_owned()));
+}
+
+/// SIGUSR1: the node stops taking clients, sends its held connects to handshake elsewhere
+/// (spread over `--drain-window`), and exits once empty, well before `--drain-deadline`.
+#[tokio::test]
+async fn drain_sends_clients_elsewhere_then_exits() {
+    let mut server = TestServer::start(&[
+        "--timeout",
+        "20000",
+        "--drain-window",
+        "500",
+        "--drain-deadline",
+        "10000",
+        "--sweep-period",
+        "50",
+    ])
+    .await;
+    let clients = [Client::open(&server).await, Client::open(&server).await];
+    let mut held = Vec::new();
+    for client in &clients {
+        let mut pending = client.start_connect().await;
+        pending.assert_pending_for(Duration::from_millis(100)).await;
+        held.push(pending);
+    }
+
+    let pid = server.pid().expect("running");
+    let started = Instant::now();
+    let status = tokio::process::Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success());
+
+    for pending in held {
+        let exchange = pending.finish().await;
+        assert_eq!(
+            exchange.ok(),
+            [
+                json!({"channel": "/meta/connect", "id": exchange.id, "successful": false,
+                    "error": "503::draining",
+                    "advice": {"reconnect": "handshake", "interval": 1000}})
+            ]
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held connects released within the window, not at their 20 s timeout"
+    );
+    let exit = server.wait_exit(Duration::from_secs(5)).await;
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "exits 0 once empty: {exit:?}"
+    );
+}
+
+/// While draining, new handshakes are refused and readiness says so.
+#[tokio::test]
+async fn draining_node_refuses_new_clients() {
+    let server = TestServer::start(&["--drain-window", "60000", "--drain-deadline", "60000"]).await;
+    // One session keeps the node from exiting while we look.
+    let stay = Client::open(&server).await;
+    let pid = server.pid().expect("running");
+    tokio::process::Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill runs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&server, "/readyz").await.0 != 503 {
+        assert!(Instant::now() < deadline, "readiness never turned 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&server, "/readyz").await,
+        (503, "draining\n".to_owned())
+    );
+    let newcomer = Client::new(&server);
+    let (status, replies) = newcomer
+        .post(
+            json!([{"channel": "/meta/handshake", "id": "1", "version": "1.0",
+                      "supportedConnectionTypes": ["long-polling"]}]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        replies,
+        [
+            json!({"channel": "/meta/handshake", "id": "1", "successful": false,
+                "error": "503::draining",
+                "advice": {"reconnect": "handshake", "interval": 1000}})
+        ]
+    );
+    // Sessions already here keep working until their turn comes.
+    stay.publish_ok("/still/here", json!(1)).await;
+}
