@@ -117,3 +117,67 @@ async fn draining_node_refuses_new_clients() {
     // Sessions already here keep working until their turn comes.
     stay.publish_ok("/still/here", json!(1)).await;
 }
+
+/// The value of one sample line of a metrics scrape (`name{labels} value`).
+fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{scrape}"))
+        .trim()
+        .parse()
+        .expect("numeric sample")
+}
+
+#[tokio::test]
+async fn metrics_count_real_traffic() {
+    let server = TestServer::start(&["--timeout", "5000", "--extensions", ""]).await;
+    let a = Client::open(&server).await;
+    let b = Client::open(&server).await;
+    a.subscribe_ok(json!("/m")).await;
+    b.subscribe_ok(json!("/m")).await;
+    for i in 0..3 {
+        let ex = a.publish("/m", json!(i)).await;
+        assert_eq!(ex.ok().last().expect("reply")["successful"], json!(true));
+    }
+    // One refusal: publishing to a meta channel.
+    let refused = a.publish("/meta/nope", json!(1)).await;
+    assert_eq!(refused.ok()[0]["successful"], json!(false));
+    // b takes its three deliveries, then holds a connect.
+    let drained = b.connect().await;
+    assert_eq!(drained.ok().len(), 4, "three deliveries and the reply");
+    let mut held = b.start_connect().await;
+    held.assert_pending_for(Duration::from_millis(100)).await;
+
+    let (status, scrape) = get(&server, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&scrape, "bayeux_handshakes_total"), 2.0);
+    assert_eq!(sample(&scrape, "bayeux_publishes_total"), 3.0);
+    // Three publishes, two subscribers each.
+    assert_eq!(sample(&scrape, "bayeux_deliveries_total"), 6.0);
+    assert_eq!(sample(&scrape, "bayeux_refusals_total{code=\"403\"}"), 1.0);
+    assert_eq!(
+        sample(&scrape, "bayeux_sessions{transport=\"long-polling\"}"),
+        2.0
+    );
+    assert_eq!(sample(&scrape, "bayeux_held_connects"), 1.0);
+    a.disconnect().await;
+    let (_, scrape) = get(&server, "/metrics").await;
+    assert_eq!(
+        sample(
+            &scrape,
+            "bayeux_sessions_removed_total{reason=\"disconnect\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&scrape, "bayeux_sessions{transport=\"long-polling\"}"),
+        1.0
+    );
+    assert!(
+        sample(
+            &scrape,
+            "bayeux_request_processing_seconds_count{transport=\"long-polling\"}"
+        ) >= 9.0
+    );
+}

@@ -260,6 +260,30 @@ pub fn probes(server: Server) -> impl FnOnce(&mut web::ServiceConfig) {
     }
 }
 
+/// The Prometheus endpoint: `GET /metrics` answers [`Server::render_metrics`] in the
+/// OpenMetrics text format.
+///
+/// ```no_run
+/// # use actix_web::App;
+/// # let server = bayeux_server::Server::builder().build();
+/// App::new().configure(bayeux_actix::metrics(server));
+/// ```
+pub fn metrics(server: Server) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config.route(
+            "/metrics",
+            web::get().to(move || {
+                let text = server.render_metrics();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+                        .body(text)
+                }
+            }),
+        );
+    }
+}
+
 /// A close reason must fit a control frame (125 bytes with the code).
 fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {

@@ -26,6 +26,7 @@ use crate::registry::ChannelRegistry;
 use crate::security::{self, AllowAll, Authorizer, HttpInfo, Operation, SecurityPolicy};
 use crate::service::{MessageListener, Service, ServiceReply, ServiceRequest};
 use crate::session::{LocalSink, PusherSlot, Session};
+use crate::stats::{EngineStats, SessionCensus};
 use crate::subscriptions::SubscriptionIndex;
 
 /// Least `interval` advised to clients while the server shuts down.
@@ -230,6 +231,7 @@ pub struct Engine {
     pub(crate) shutting_down: AtomicBool,
     /// Set once draining starts: when, and over how long clients are sent away.
     pub(crate) drain: OnceLock<(Instant, Duration)>,
+    pub(crate) stats: EngineStats,
     pub(crate) next_connection: AtomicU64,
 }
 
@@ -263,6 +265,7 @@ impl Engine {
             channel_listeners: Vec::new(),
             shutting_down: AtomicBool::new(false),
             drain: OnceLock::new(),
+            stats: EngineStats::default(),
             next_connection: AtomicU64::new(1),
         }
     }
@@ -414,13 +417,16 @@ impl Engine {
         alone: bool,
     ) -> Done {
         let Some(channel) = msg.channel() else {
-            return Done::reply(Refusal::ChannelMissing.reply_to(&msg).encode());
+            let reply = Refusal::ChannelMissing.reply_to(&msg);
+            return Done::reply(self.outgoing_reply(None, &msg, reply));
         };
         if msg.id().is_some_and(|id| !is_valid_message_id(id)) {
-            return Done::reply(Refusal::MessageIdInvalid.reply_to(&msg).encode());
+            let reply = Refusal::MessageIdInvalid.reply_to(&msg);
+            return Done::reply(self.outgoing_reply(None, &msg, reply));
         }
         let Ok(name) = ChannelName::parse(channel) else {
-            return Done::reply(Refusal::ChannelInvalid.reply_to(&msg).encode());
+            let reply = Refusal::ChannelInvalid.reply_to(&msg);
+            return Done::reply(self.outgoing_reply(None, &msg, reply));
         };
         let session = msg.client_id().and_then(|cid| self.session(cid));
         let session = session.as_deref();
@@ -450,7 +456,11 @@ impl Engine {
                 ..Done::reply(self.outgoing_reply(session, &msg, reply))
             },
             Step::Handshaken(new, reply) => Done {
-                handshaken: Some(new.client_id().clone()),
+                // Counted here, where every successful handshake passes.
+                handshaken: {
+                    EngineStats::count(&self.stats.handshakes);
+                    Some(new.client_id().clone())
+                },
                 ..Done::reply(self.outgoing_reply(Some(&new), &msg, reply))
             },
             Step::Hold(hold) => Done {
@@ -470,6 +480,9 @@ impl Engine {
         let own = session.map(Session::extensions).unwrap_or_default();
         for ext in own.iter().rev().chain(self.extensions.iter().rev()) {
             ext.outgoing_reply(session, request, &mut reply);
+        }
+        if let Some(error) = reply.error.as_deref().filter(|_| !reply.successful) {
+            self.stats.count_refusal(error);
         }
         reply.encode()
     }
@@ -523,6 +536,7 @@ impl Engine {
         }
         // The reply is final before the message moves on to its receivers.
         let reply = self.outgoing_reply(Some(&session), &msg, Reply::success(&msg));
+        EngineStats::count(&self.stats.publishes);
         match name.kind() {
             ChannelKind::Broadcast => {
                 let map = msg.as_map_mut();
@@ -573,7 +587,8 @@ impl Engine {
             result = result.with("id", id.clone());
         }
         if let Some(encoded) = self.outgoing_delivery(result) {
-            if !session.enqueue(encoded, &self.config, None) {
+            EngineStats::count(&self.stats.deliveries);
+            if !session.enqueue(encoded, &self.config, &self.stats, None) {
                 self.remove_session(session, RemovalReason::QueueFull);
             }
         }
@@ -587,7 +602,8 @@ impl Engine {
             return false;
         };
         if let Some(encoded) = self.outgoing_delivery(message) {
-            if !session.enqueue(encoded, &self.config, None) {
+            EngineStats::count(&self.stats.deliveries);
+            if !session.enqueue(encoded, &self.config, &self.stats, None) {
                 self.remove_session(&session, RemovalReason::QueueFull);
             }
         }
@@ -635,6 +651,7 @@ impl Engine {
             return Ok(0);
         }
         self.use_channel(channel)?;
+        EngineStats::count(&self.stats.publishes);
         Ok(match self.outgoing_delivery(msg) {
             Some(delivery) => self.broadcast(now, channel, &delivery, None),
             None => 0,
@@ -660,11 +677,14 @@ impl Engine {
             if Some(session.client_id()) == skip {
                 continue;
             }
-            if !session.enqueue(delivery.clone(), &self.config, flush_by) {
+            if !session.enqueue(delivery.clone(), &self.config, &self.stats, flush_by) {
                 overflowed.push(session);
             }
             count += 1;
         }
+        self.stats
+            .deliveries
+            .fetch_add(count as u64, Ordering::Relaxed);
         for session in &overflowed {
             self.remove_session(session, RemovalReason::QueueFull);
         }
@@ -883,6 +903,30 @@ impl Engine {
         now >= *started + Duration::from_millis(offset)
     }
 
+    /// Running totals (handshakes, publishes, deliveries, refusals, ...).
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Counts live sessions by transport, held connects and queue lengths (walks every
+    /// session: for metrics scrapes, not for the request path).
+    pub fn census(&self) -> SessionCensus {
+        let mut census = SessionCensus::default();
+        for entry in self.sessions.iter() {
+            let st = entry.value().lock();
+            let index = match st.transport {
+                TransportKind::WebSocket => 0,
+                TransportKind::LongPolling => 1,
+                TransportKind::CallbackPolling => 2,
+                TransportKind::Local => 3,
+            };
+            census.by_transport[index] += 1;
+            census.holding += u64::from(st.hold.is_some());
+            census.queue_lengths.push(st.queue.len() as u64);
+        }
+        census
+    }
+
     /// Number of live sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -930,6 +974,7 @@ impl Engine {
         if let Some(browser) = session.browser() {
             self.uncount_browser_session(browser);
         }
+        self.stats.count_removal(reason);
         for listener in &self.listeners {
             listener.session_removed(session.client_id(), reason);
         }

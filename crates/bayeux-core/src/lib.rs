@@ -41,6 +41,7 @@ mod registry;
 pub mod security;
 pub mod service;
 pub mod session;
+pub mod stats;
 pub mod subscriptions;
 
 pub use ack::AckExtension;
@@ -53,6 +54,7 @@ pub use listener::{RemovalReason, SessionListener};
 pub use security::{AllowAll, Authorization, Authorizer, HttpInfo, Operation, SecurityPolicy};
 pub use service::{MessageListener, Service, ServiceReply, ServiceRequest};
 pub use session::{LocalSink, Session};
+pub use stats::{EngineStats, SessionCensus, REFUSAL_CODES, REMOVAL_REASONS};
 pub use subscriptions::SubscriptionIndex;
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::config::{millis, TransportKind};
 use crate::engine::{Engine, Hold, RequestContext, Step};
 use crate::security::Operation;
 use crate::session::{HoldSlot, Session};
+use crate::stats::EngineStats;
 
 impl Engine {
     /// `/meta/handshake`: a new session, every time.
@@ -27,6 +28,7 @@ impl Engine {
             return Step::Reply(Refusal::TooManySessions.reply_to(msg));
         }
         let session = Arc::new(Session::new(cid.clone(), ctx.browser.clone(), expire_at));
+        session.lock().transport = ctx.transport;
         if !self.policy.can_handshake(&session, ctx, msg) {
             return Step::Reply(Refusal::HandshakeDenied.reply_to(msg));
         }
@@ -85,10 +87,12 @@ impl Engine {
             self.remove_session(&session, crate::listener::RemovalReason::Drained);
             return Step::Reply(Refusal::Draining.reply_to(msg));
         }
+        EngineStats::count(&self.stats.connects);
         let mut st = session.lock();
         if st.removed.is_some() {
             return Step::Reply(Refusal::SessionUnknown.reply_to(msg));
         }
+        st.transport = ctx.transport;
         // Only the newest connect of a session is live (a reload, or a client that gave up on
         // the previous one): the older waiter is told it was superseded.
         if let Some(mut old) = st.hold.take() {

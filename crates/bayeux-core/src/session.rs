@@ -15,10 +15,11 @@ use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message};
 use serde_json::Value;
 
 use crate::ack::AckQueue;
-use crate::config::{EngineConfig, PublishRate, QueueFullPolicy};
+use crate::config::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
 use crate::extension::Extension;
 use crate::ids::BrowserId;
 use crate::listener::RemovalReason;
+use crate::stats::EngineStats;
 
 /// A server session, shared between the engine, the subscription index and held connects.
 pub struct Session {
@@ -61,6 +62,8 @@ pub(crate) struct SessionState {
     pub(crate) sink: Option<LocalSink>,
     /// When queued lazy messages must go out at the latest.
     pub(crate) flush_at: Option<Instant>,
+    /// The transport of the session's last request, for metrics.
+    pub(crate) transport: TransportKind,
     /// The publish rate limiter's bucket: tokens left, as of when.
     pub(crate) publish_tokens: (f64, Option<Instant>),
 }
@@ -121,6 +124,7 @@ impl Session {
                 sink: None,
                 flush_at: None,
                 publish_tokens: (0.0, None),
+                transport: TransportKind::LongPolling,
             }),
         }
     }
@@ -163,6 +167,7 @@ impl Session {
         &self,
         msg: EncodedMessage,
         config: &EngineConfig,
+        stats: &EngineStats,
         flush_by: Option<Instant>,
     ) -> bool {
         let Some(msg) = self.outgoing(msg) else {
@@ -180,6 +185,7 @@ impl Session {
         }
         if st.queue.len() >= config.max_queue.max(1) {
             st.dropped += 1;
+            EngineStats::count(&stats.dropped_queue_full);
             match config.queue_full_policy {
                 QueueFullPolicy::Disconnect => return false,
                 QueueFullPolicy::DropOldest => {

@@ -20,11 +20,13 @@
 //! - `server`: [`Server`] and [`ServerBuilder`].
 //! - `ids`: [`RandomIds`], session and browser ids from the OS random generator.
 //! - `local`: [`LocalSession`], server code acting as a client.
+//! - `metrics`: Prometheus metrics, rendered by [`Server::render_metrics`].
 //! - `extensions`: [`TimesyncExtension`] and [`TimestampExtension`], which read the wall clock.
 
 mod extensions;
 mod ids;
 mod local;
+mod metrics;
 mod server;
 
 pub use bayeux_core::{

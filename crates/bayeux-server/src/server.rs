@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::ids::RandomIds;
 use crate::local::LocalSession;
+use crate::metrics::Metrics;
 
 /// A running Bayeux server. Cheap to clone: all clones share one engine.
 #[derive(Clone)]
@@ -22,10 +23,11 @@ pub struct Server {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    engine: Engine,
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
     /// Flips to true once, when shutdown starts; websocket tasks watch it to close politely.
     shutdown: tokio::sync::watch::Sender<bool>,
+    metrics: Metrics,
 }
 
 /// Why a server-side publish was refused.
@@ -65,7 +67,12 @@ impl Server {
         ctx: &RequestContext,
         batch: Vec<Message>,
     ) -> Result<Outcome, RequestError> {
-        let outcome = self.inner.engine.handle(now(), ctx, batch)?;
+        let started = now();
+        let outcome = self.inner.engine.handle(started, ctx, batch);
+        self.inner
+            .metrics
+            .observe_request(ctx.transport, now().saturating_duration_since(started));
+        let outcome = outcome?;
         if let Some(cid) = &outcome.handshaken {
             tracing::debug!(client_id = %cid, transport = ctx.transport.name(), "handshake");
         }
@@ -205,6 +212,14 @@ impl Server {
     pub fn shutdown(&self) {
         self.inner.engine.shutdown();
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// The server's metrics in the Prometheus text format (OpenMetrics): counters of
+    /// handshakes, connects, publishes, deliveries, refusals by code, dropped messages by
+    /// reason, removals by reason and websocket frames; gauges of sessions by transport and
+    /// held connects; histograms of queue depth and request processing time.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render()
     }
 
     /// True once [`Server::shutdown`] has been called.
@@ -385,9 +400,10 @@ impl ServerBuilder {
             .channel_listeners
             .into_iter()
             .fold(engine, Engine::with_channel_listener);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak| Inner {
             engine,
             shutdown: tokio::sync::watch::Sender::new(false),
+            metrics: Metrics::new(weak.clone()),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), self.sweep_period));
         Server { inner }

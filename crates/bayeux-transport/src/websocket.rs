@@ -132,6 +132,7 @@ pub async fn serve<I, O>(
                     .reset(tokio::time::Instant::now() + ws.idle_timeout);
                 match frame {
                     Some(Inbound::Text(text)) => {
+                        server.engine().stats().frame_in();
                         match connection.process(&server, config, &text) {
                             Ok((messages, hold)) => {
                                 if let Some(hold) = hold {
@@ -189,6 +190,11 @@ pub async fn serve<I, O>(
             )],
         };
 
+        let texts = outgoing
+            .iter()
+            .filter(|f| matches!(f, Outbound::Text(_)))
+            .count();
+        server.engine().stats().frames_out(texts as u64);
         for frame in outgoing {
             let closing = matches!(frame, Outbound::Close(..));
             // A peer that stops reading must not pin this task forever: bound every write.

@@ -65,7 +65,8 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     let mut http = HttpServer::new(move || {
         let app = App::new()
             .service(endpoint.clone().scope(&mount))
-            .configure(bayeux_actix::probes(probed.clone()));
+            .configure(bayeux_actix::probes(probed.clone()))
+            .configure(bayeux_actix::metrics(probed.clone()));
         match &static_dir {
             Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
             None => app.route("/", web::get().to(index)),
