@@ -181,3 +181,102 @@ async fn metrics_count_real_traffic() {
         ) >= 9.0
     );
 }
+
+const TOKEN: &str = "admin-token-for-tests-0123456789";
+
+async fn admin(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = Request::new(method, path).header("Authorization", &format!("Bearer {TOKEN}"));
+    if let Some(body) = body {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let resp = send(server.addr(), &req, None).await.expect("answered");
+    let value = if resp.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&resp.body).expect("JSON body")
+    };
+    (resp.status, value)
+}
+
+#[tokio::test]
+async fn admin_api_lists_disconnects_and_publishes() {
+    let server = TestServer::start(&["--admin-token", TOKEN, "--timeout", "5000"]).await;
+    let client = Client::open(&server).await;
+    client.subscribe_ok(json!("/ops/news")).await;
+
+    // No token, wrong token: 401.
+    let anonymous = send(server.addr(), &Request::new("GET", "/admin/sessions"), None)
+        .await
+        .expect("answered");
+    assert_eq!(anonymous.status, 401);
+    let wrong = Request::new("GET", "/admin/sessions").header("Authorization", "Bearer nope");
+    assert_eq!(
+        send(server.addr(), &wrong, None)
+            .await
+            .expect("answered")
+            .status,
+        401
+    );
+
+    let (status, sessions) = admin(&server, "GET", "/admin/sessions", None).await;
+    assert_eq!(status, 200);
+    let sessions = sessions.as_array().expect("array");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["clientId"], json!(client.client_id()));
+    assert_eq!(sessions[0]["transport"], json!("long-polling"));
+    assert_eq!(sessions[0]["subscriptions"], json!(["/ops/news"]));
+    assert_eq!(sessions[0]["queued"], json!(0));
+
+    let (status, channels) = admin(&server, "GET", "/admin/channels", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        channels,
+        json!([{"channel": "/ops/news", "subscribers": 1}])
+    );
+
+    let (status, published) = admin(
+        &server,
+        "POST",
+        "/admin/publish",
+        Some(json!({"channel": "/ops/news", "data": {"test": true}})),
+    )
+    .await;
+    assert_eq!((status, published), (200, json!({"receivers": 1})));
+    let ex = client.connect().await;
+    assert_eq!(
+        ex.ok()[0],
+        json!({"channel": "/ops/news", "data": {"test": true}})
+    );
+    let (status, _) = admin(
+        &server,
+        "POST",
+        "/admin/publish",
+        Some(json!({"channel": "/meta/x", "data": 1})),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let path = format!("/admin/sessions/{}", client.client_id());
+    let (status, _) = admin(&server, "DELETE", &path, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = admin(&server, "DELETE", &path, None).await;
+    assert_eq!(status, 404);
+    let ex = client.connect().await;
+    assert_eq!(ex.ok()[0]["error"], json!("402::session_unknown"));
+}
+
+#[tokio::test]
+async fn admin_api_is_off_without_a_token() {
+    let server = TestServer::start(&[]).await;
+    let resp = send(server.addr(), &Request::new("GET", "/admin/sessions"), None)
+        .await
+        .expect("answered");
+    assert_eq!(resp.status, 404);
+}

@@ -22,6 +22,8 @@
 //! One module: [`Cometd`] builds the [`Scope`]; the handlers translate between actix-web and
 //! `bayeux-transport`.
 
+mod admin;
+
 use std::sync::Arc;
 
 use actix_web::http::{header, Method, StatusCode};
@@ -33,6 +35,8 @@ use bayeux_transport::long_polling::{handle_post, PostRequest};
 use bayeux_transport::websocket::{self, Inbound, Outbound};
 use bayeux_transport::{HttpOrigin, HttpReply, TransportConfig};
 use futures::StreamExt;
+
+pub use admin::admin;
 
 /// A Bayeux endpoint ready to mount: the server plus the transport options.
 #[derive(Clone, Debug)]

@@ -781,7 +781,7 @@ impl Engine {
         sink: LocalSink,
     ) -> Arc<Session> {
         let cid = ClientId::new(format!("{id_hint}_{}", self.ids.client_id()));
-        let session = Arc::new(Session::new(cid.clone(), None, now));
+        let session = Arc::new(Session::new(cid.clone(), None, now, now));
         {
             let mut st = session.lock();
             st.sink = Some(sink);
@@ -930,6 +930,15 @@ impl Engine {
     /// Number of live sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Every live session, in no particular order (walks the whole map: for admin and
+    /// inspection, not for the request path).
+    pub fn all_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect()
     }
 
     /// A live session.

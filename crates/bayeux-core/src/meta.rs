@@ -27,7 +27,12 @@ impl Engine {
         if self.sessions.len() >= self.config.max_sessions {
             return Step::Reply(Refusal::TooManySessions.reply_to(msg));
         }
-        let session = Arc::new(Session::new(cid.clone(), ctx.browser.clone(), expire_at));
+        let session = Arc::new(Session::new(
+            cid.clone(),
+            ctx.browser.clone(),
+            now,
+            expire_at,
+        ));
         session.lock().transport = ctx.transport;
         if !self.policy.can_handshake(&session, ctx, msg) {
             return Step::Reply(Refusal::HandshakeDenied.reply_to(msg));

@@ -25,6 +25,7 @@ use crate::stats::EngineStats;
 pub struct Session {
     id: ClientId,
     browser: Option<BrowserId>,
+    created_at: Instant,
     state: Mutex<SessionState>,
     /// Extensions of this session only (run after the server's on the way in, before them
     /// on the way out). Rarely used, so kept out of the hot state's lock.
@@ -99,10 +100,16 @@ impl HoldSlot {
 }
 
 impl Session {
-    pub(crate) fn new(id: ClientId, browser: Option<BrowserId>, expire_at: Instant) -> Self {
+    pub(crate) fn new(
+        id: ClientId,
+        browser: Option<BrowserId>,
+        created_at: Instant,
+        expire_at: Instant,
+    ) -> Self {
         Self {
             id,
             browser,
+            created_at,
             extensions: RwLock::new(Vec::new()),
             has_extensions: AtomicBool::new(false),
             state: Mutex::new(SessionState {
@@ -147,6 +154,16 @@ impl Session {
     /// Messages dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.lock().dropped
+    }
+
+    /// When the session was created (engine time).
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+
+    /// The transport of the session's last request.
+    pub fn transport(&self) -> TransportKind {
+        self.lock().transport
     }
 
     /// The channels and patterns the session subscribes to.

@@ -62,11 +62,17 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     let path = settings.path;
     let mount = path.clone();
     let static_dir = settings.static_dir;
+    // The admin API: off without a token; on its own listener when `adminBind` is set.
+    let admin = settings.admin.clone();
+    let admin_here = admin.token.clone().filter(|_| admin.bind.is_none());
     let mut http = HttpServer::new(move || {
-        let app = App::new()
+        let mut app = App::new()
             .service(endpoint.clone().scope(&mount))
             .configure(bayeux_actix::probes(probed.clone()))
             .configure(bayeux_actix::metrics(probed.clone()));
+        if let Some(token) = &admin_here {
+            app = app.configure(bayeux_actix::admin(probed.clone(), token.clone()));
+        }
         match &static_dir {
             Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
             None => app.route("/", web::get().to(index)),
@@ -83,6 +89,28 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
         println!("bayeuxd listening on http://{addr}{path}");
     }
     std::io::stdout().flush()?;
+
+    let admin_server = match (&admin.bind, &admin.token) {
+        (Some(bind), Some(token)) => {
+            let (admin_of, token) = (server.clone(), token.clone());
+            let admin_http = HttpServer::new(move || {
+                App::new().configure(bayeux_actix::admin(admin_of.clone(), token.clone()))
+            })
+            .disable_signals()
+            .workers(1)
+            .bind(bind)?;
+            for addr in admin_http.addrs() {
+                println!("bayeuxd admin on http://{addr}/admin");
+            }
+            std::io::stdout().flush()?;
+            Some(admin_http.run())
+        }
+        _ => None,
+    };
+    let admin_handle = admin_server.as_ref().map(|s| s.handle());
+    if let Some(admin_server) = admin_server {
+        actix_web::rt::spawn(admin_server);
+    }
 
     let running = http.run();
     let handle = running.handle();
@@ -102,6 +130,9 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
         server.shutdown();
         // Give released connects a moment to be written before connections close.
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        if let Some(admin) = admin_handle {
+            admin.stop(true).await;
+        }
         handle.stop(true).await;
     });
     running.await

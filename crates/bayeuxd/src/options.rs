@@ -62,6 +62,12 @@ pub struct Options {
     /// Publishes per second allowed to each session, bursts up to the same number [default: unlimited].
     #[arg(long)]
     pub max_publish_rate: Option<u32>,
+    /// Bearer token of the admin API; the API is off without one [default: off].
+    #[arg(long)]
+    pub admin_token: Option<String>,
+    /// Serve the admin API on this address instead of the main one [default: the main one].
+    #[arg(long)]
+    pub admin_bind: Option<String>,
     /// On SIGUSR1, clients are sent elsewhere spread over this many ms [default: 10000].
     #[arg(long)]
     pub drain_window: Option<u64>,
@@ -161,6 +167,15 @@ pub struct WsOptions {
     pub allowed_origins: Option<Vec<String>>,
 }
 
+/// Where and whether the admin API is served.
+#[derive(Clone, Debug, Default)]
+pub struct AdminSettings {
+    /// The bearer token; `None` turns the API off.
+    pub token: Option<String>,
+    /// A listener of its own, instead of the main one.
+    pub bind: Option<String>,
+}
+
 /// How `bayeuxd` drains on SIGUSR1.
 #[derive(Clone, Copy, Debug)]
 pub struct DrainSettings {
@@ -202,6 +217,7 @@ pub struct Settings {
     pub static_dir: Option<PathBuf>,
     pub extensions: Vec<BuiltinExtension>,
     pub drain: DrainSettings,
+    pub admin: AdminSettings,
     pub engine: EngineConfig,
     pub transport: TransportConfig,
 }
@@ -235,6 +251,8 @@ impl Options {
             max_queue: self.max_queue.or(base.max_queue),
             max_lazy_timeout: self.max_lazy_timeout.or(base.max_lazy_timeout),
             drain_window: self.drain_window.or(base.drain_window),
+            admin_token: self.admin_token.or(base.admin_token),
+            admin_bind: self.admin_bind.or(base.admin_bind),
             drain_deadline: self.drain_deadline.or(base.drain_deadline),
             queue_full_policy: self.queue_full_policy.or(base.queue_full_policy),
             max_sessions: self.max_sessions.or(base.max_sessions),
@@ -431,6 +449,20 @@ impl Options {
             workers: self.workers,
             static_dir: self.static_dir,
             extensions,
+            admin: {
+                if self.admin_bind.is_some() && self.admin_token.is_none() {
+                    return Err(
+                        "adminBind needs adminToken: the admin API is off without a token".into(),
+                    );
+                }
+                if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+                    return Err("adminToken must be at least 16 characters".into());
+                }
+                AdminSettings {
+                    token: self.admin_token,
+                    bind: self.admin_bind,
+                }
+            },
             drain: DrainSettings {
                 window: ms(self.drain_window.unwrap_or(10_000)),
                 deadline: ms(self.drain_deadline.unwrap_or(30_000)),
