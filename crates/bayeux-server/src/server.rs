@@ -67,6 +67,16 @@ impl Server {
         ctx: &RequestContext,
         batch: Vec<Message>,
     ) -> Result<Outcome, RequestError> {
+        // One span per request, with the fields an operator filters on.
+        let first = batch.first();
+        let span = tracing::debug_span!(
+            "bayeux_request",
+            transport = ctx.transport.name(),
+            client_id = first.and_then(Message::client_id).unwrap_or(""),
+            channel = first.and_then(Message::channel).unwrap_or(""),
+            messages = batch.len(),
+        );
+        let _entered = span.enter();
         let started = now();
         let outcome = self.inner.engine.handle(started, ctx, batch);
         self.inner
@@ -89,13 +99,22 @@ impl Server {
             hold: Some(hold),
         };
         let hold_ref = guard.hold.as_ref().expect("set just above");
+        let client_id = hold_ref.client_id().clone();
         let deadline = tokio::time::Instant::from_std(hold_ref.deadline());
+        tracing::trace!(%client_id, "connect held");
         tokio::select! {
             () = poll_fn(|cx| hold_ref.poll_released(cx)) => {}
             () = tokio::time::sleep_until(deadline) => {}
         }
         let hold = guard.disarm();
-        self.inner.engine.complete_hold(now(), hold)
+        let end = self.inner.engine.complete_hold(now(), hold);
+        match &end {
+            HoldEnd::Reply(messages) => {
+                tracing::trace!(%client_id, messages = messages.len(), "connect answered");
+            }
+            HoldEnd::Superseded => tracing::debug!(%client_id, "connect superseded"),
+        }
+        end
     }
 
     /// Publishes `data` on a broadcast channel to every subscriber; returns how many sessions

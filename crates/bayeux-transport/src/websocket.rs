@@ -247,6 +247,9 @@ impl Connection {
             presented.filter(|cid| Some(cid) != self.bound.as_ref() && !ctx.require_bound_session)
         });
         if let Some(cid) = claim {
+            if outcome.handshaken.is_none() {
+                tracing::info!(client_id = %cid, "websocket resumed session");
+            }
             if let Some(pusher) = server.engine().attach_pusher(cid.as_str()) {
                 self.bound = Some(cid);
                 self.pusher = Some(pusher);
