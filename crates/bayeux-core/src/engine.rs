@@ -727,14 +727,15 @@ impl Engine {
     /// Answers a held connect of a draining server: `503::draining`, handshake elsewhere;
     /// the session is removed.
     fn drain_hold(&self, hold: &Hold) -> HoldEnd {
-        let request = {
+        // What is already queued goes out with the answer, ahead of it.
+        let (request, mut messages) = {
             let mut st = hold.session.lock();
             match st.hold.take() {
                 Some(slot) if slot.ticket == hold.ticket => {
                     if let Some(browser) = &slot.browser {
                         self.release_browser_slot(browser);
                     }
-                    slot.request
+                    (slot.request, st.drain_for_connect())
                 }
                 other => {
                     st.hold = other;
@@ -744,11 +745,8 @@ impl Engine {
         };
         self.remove_session(&hold.session, RemovalReason::Drained);
         let reply = Refusal::Draining.reply_to(&request);
-        HoldEnd::Reply(vec![self.outgoing_reply(
-            Some(&hold.session),
-            &request,
-            reply,
-        )])
+        messages.push(self.outgoing_reply(Some(&hold.session), &request, reply));
+        HoldEnd::Reply(messages)
     }
 
     /// Forgets a held connect whose waiter went away without an answer (client gone): the

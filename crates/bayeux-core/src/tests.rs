@@ -1704,3 +1704,27 @@ fn draining_sends_clients_away_spread_over_the_window() {
         20
     );
 }
+
+#[test]
+fn draining_hands_over_what_was_queued_with_the_answer() {
+    let mut h = Harness::new();
+    let channel = |raw: &str| bayeux_message::ChannelName::parse(raw).expect("valid");
+    let lazy = crate::ChannelOptions {
+        lazy: true,
+        ..Default::default()
+    };
+    h.engine.configure_channel(&channel("/slow"), lazy);
+    let cid = h.client();
+    h.subscribe(&cid, "/slow");
+    let hold = h.hold(&cid);
+    h.engine
+        .publish(h.now, &channel("/slow"), json!("queued"))
+        .expect("broadcast");
+    assert!(hold.is_pending(), "lazy: still queued");
+    h.engine.drain(h.now, Duration::from_millis(1));
+    h.advance(Duration::from_millis(1));
+    h.engine.sweep(h.now);
+    let replies = h.complete(hold);
+    assert_eq!(replies[0], json!({"channel": "/slow", "data": "queued"}));
+    assert_eq!(replies[1]["error"], json!("503::draining"));
+}
