@@ -170,6 +170,21 @@ export class BayeuxServer {
 
   get running() { return this.#proc !== null && this.#proc.exitInfo === null; }
   get stderr() { return this.#proc ? this.#proc.stderr : ''; }
+  /** Pid of the current process (null before start). */
+  get pid() { return this.#proc ? this.#proc.pid : null; }
+  /** Origin of the listener (http://127.0.0.1:PORT), where /healthz and /readyz live. */
+  get origin() { return this.url ? new URL(this.url).origin : null; }
+  /** Resolves {code, signal} when the current process exits (whoever ended it). */
+  get exited() {
+    if (!this.#proc) return Promise.reject(new Error('server not started'));
+    return this.#proc.exited;
+  }
+
+  /** Sends `signal` (e.g. 'SIGUSR1': drain) to the current process. */
+  signal(signal) {
+    if (!this.running) throw new Error(`cannot send ${signal}: bayeuxd is not running`);
+    process.kill(this.#proc.pid, signal);
+  }
 
   async #spawnOnce(port) {
     checkBinary(this.bin);

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::client::{Client, Transport};
 use crate::stats::{ProcSample, Recorder, Seen};
 use crate::wire::{padding_for, Incoming, Stamp};
-use crate::{ms, us, Run};
+use crate::{cpu, ms, r1, us, Run};
 
 /// Echo parameters.
 #[derive(Clone, Debug, clap::Args)]
@@ -47,7 +47,8 @@ struct Tally {
 impl Tally {
     fn receive(&mut self, m: &Incoming<'_>, now: u64) {
         if let (Some(stamp), false) = (m.data, m.is_reply()) {
-            self.rec.delivery(&mut self.seen, stamp.p, stamp.s, stamp.t, now);
+            self.rec
+                .delivery(&mut self.seen, stamp.p, stamp.s, stamp.t, now);
             self.last = self.last.max(Some(stamp.s));
         }
     }
@@ -60,7 +61,10 @@ pub async fn run(run: &Run, args: &EchoArgs) -> Result<Value, String> {
         let mut client = Client::open(&run.target, run.transport)
             .await
             .map_err(|e| format!("open: {e}"))?;
-        client.establish().await.map_err(|e| format!("setup: {e}"))?;
+        client
+            .establish()
+            .await
+            .map_err(|e| format!("setup: {e}"))?;
         client
             .subscribe(&[format!("/echo/{i}")], &mut |_: &Incoming<'_>| {})
             .await
@@ -91,7 +95,7 @@ pub async fn run(run: &Run, args: &EchoArgs) -> Result<Value, String> {
         "size": args.size,
         "duration_s": args.duration,
         "round_trips": total.delivered,
-        "rtt_per_s": total.delivered as f64 / args.duration,
+        "rtt_per_s": r1(total.delivered as f64 / args.duration),
         "loss": loss,
         "duplicates": total.duplicates,
         "rtt_p50_us": us(lat.quantile(0.5)),
@@ -105,10 +109,6 @@ pub async fn run(run: &Run, args: &EchoArgs) -> Result<Value, String> {
     }))
 }
 
-fn cpu(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<f64> {
-    Some(after?.cpu_percent_since(&before?))
-}
-
 /// One closed-loop echo client until `end_ns`.
 async fn echo(run: Run, client: Client, index: u32, size: usize, end_ns: u64) -> Tally {
     let channel = format!("/echo/{index}");
@@ -119,7 +119,13 @@ async fn echo(run: Run, client: Client, index: u32, size: usize, end_ns: u64) ->
     }
 }
 
-async fn echo_socket(run: Run, mut client: Client, channel: &str, pad: usize, end_ns: u64) -> Tally {
+async fn echo_socket(
+    run: Run,
+    mut client: Client,
+    channel: &str,
+    pad: usize,
+    end_ns: u64,
+) -> Tally {
     let epoch = run.epoch;
     let mut tally = Tally::default();
     while epoch.now_ns() < end_ns {
@@ -144,7 +150,9 @@ async fn echo_socket(run: Run, mut client: Client, channel: &str, pad: usize, en
                 break;
             }
             Err(_) => {
-                tally.rec.error(format!("echo: message {seq} not back within {LOST_AFTER:?}"));
+                tally.rec.error(format!(
+                    "echo: message {seq} not back within {LOST_AFTER:?}"
+                ));
                 break;
             }
         }
@@ -203,7 +211,9 @@ async fn echo_polling(run: Run, client: Client, channel: &str, pad: usize, end_n
                 break;
             }
             Err(_) => {
-                failure = Some(format!("echo: message {seq} not back within {LOST_AFTER:?}"));
+                failure = Some(format!(
+                    "echo: message {seq} not back within {LOST_AFTER:?}"
+                ));
                 break;
             }
         }

@@ -21,7 +21,7 @@ use tokio::time::MissedTickBehavior;
 use crate::client::Client;
 use crate::stats::{ProcSample, Recorder, Seen};
 use crate::wire::{padding_for, Incoming, Stamp};
-use crate::{ms, us, Run};
+use crate::{cpu, ms, r1, r3, us, Run};
 
 /// Fan-out parameters.
 #[derive(Clone, Debug, clap::Args)]
@@ -128,7 +128,10 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
             }
             Ok(None) | Err(_) => {
                 let _ = stop_tx.send(true);
-                return Err(format!("sessions not set up within {:?}", run.setup_timeout));
+                return Err(format!(
+                    "sessions not set up within {:?}",
+                    run.setup_timeout
+                ));
             }
         }
     }
@@ -179,16 +182,16 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
         "batch": args.batch,
         "size": args.size,
         "duration_s": secs,
-        "setup_s": setup.as_secs_f64(),
+        "setup_s": r3(setup.as_secs_f64()),
         "rate_target": args.rate,
         "published": published,
-        "published_per_s": published as f64 / window.as_secs_f64(),
+        "published_per_s": r1(published as f64 / window.as_secs_f64()),
         "expected": expected,
         "delivered": total.delivered,
-        "delivered_per_s": in_window as f64 / secs,
-        "offered_per_s": expected as f64 / secs,
+        "delivered_per_s": r1(in_window as f64 / secs),
+        "offered_per_s": r1(expected as f64 / secs),
         "loss": loss,
-        "loss_pct": if expected == 0 { 0.0 } else { 100.0 * loss as f64 / expected as f64 },
+        "loss_pct": if expected == 0 { 0.0 } else { r3(100.0 * loss as f64 / expected as f64) },
         "duplicates": total.duplicates,
         "lat_p50_ms": ms(lat.quantile(0.5)),
         "lat_p99_ms": ms(lat.quantile(0.99)),
@@ -201,10 +204,6 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
         "errors": total.errors,
         "first_error": total.first_error,
     }))
-}
-
-fn cpu(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<f64> {
-    Some(after?.cpu_percent_since(&before?))
 }
 
 /// A subscriber: set up, then keep a connect held until told to stop. Returns what it saw and
@@ -356,7 +355,10 @@ async fn publisher(
         let acked = &mut report.acked;
         let mut on = |m: &Incoming<'_>| {
             if m.successful == Some(true) && !m.channel.starts_with("/meta/") {
-                let room = m.channel.strip_prefix("/bench/").and_then(|c| c.parse().ok());
+                let room = m
+                    .channel
+                    .strip_prefix("/bench/")
+                    .and_then(|c| c.parse().ok());
                 if let Some(slot) = room.and_then(|c: usize| acked.get_mut(c)) {
                     *slot += 1;
                 }

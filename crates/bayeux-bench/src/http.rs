@@ -182,7 +182,10 @@ impl HttpConn {
                 return Err(if self.filled == 0 {
                     io::Error::new(io::ErrorKind::ConnectionReset, "closed before a response")
                 } else {
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "closed inside a response head")
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed inside a response head",
+                    )
                 });
             }
         };
@@ -200,7 +203,10 @@ impl HttpConn {
             if name.eq_ignore_ascii_case(b"content-length") {
                 content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                chunked = value.to_ascii_lowercase().windows(7).any(|w| w == b"chunked");
+                chunked = value
+                    .to_ascii_lowercase()
+                    .windows(7)
+                    .any(|w| w == b"chunked");
             } else if name.eq_ignore_ascii_case(b"connection") {
                 close = value.eq_ignore_ascii_case(b"close");
             } else if name.eq_ignore_ascii_case(b"set-cookie") {
@@ -303,13 +309,22 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
 fn eof(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, format!("closed inside the {what}"))
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("closed inside the {what}"),
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::client::Client;
 use crate::stats::{Histogram, ProcSample};
 use crate::wire::Incoming;
-use crate::{ms, Run};
+use crate::{cpu, ms, r1, r3, Run};
 
 /// Idle-session parameters.
 #[derive(Clone, Debug, clap::Args)]
@@ -83,29 +83,27 @@ pub async fn run(run: &Run, args: &IdleArgs) -> Result<Value, String> {
         }
     }
     let rss_per_session = match (rss_before, rss_after) {
-        (Some(b), Some(a)) => Some(a.rss_kib.saturating_sub(b.rss_kib) as f64 * 1024.0 / set_up as f64),
+        (Some(b), Some(a)) => {
+            Some(a.rss_kib.saturating_sub(b.rss_kib) as f64 * 1024.0 / set_up as f64)
+        }
         _ => None,
     };
     Ok(json!({
         "sessions": args.sessions,
         "set_up": set_up,
-        "setup_s": setup.as_secs_f64(),
-        "setup_per_s": set_up as f64 / setup.as_secs_f64(),
+        "setup_s": r3(setup.as_secs_f64()),
+        "setup_per_s": r1(set_up as f64 / setup.as_secs_f64()),
         "hs_p50_ms": ms(handshakes.quantile(0.5)),
         "hs_p99_ms": ms(handshakes.quantile(0.99)),
         "hs_max_ms": ms(handshakes.max()),
         "server_rss_before_kib": rss_before.map(|s| s.rss_kib),
         "server_rss_after_kib": rss_after.map(|s| s.rss_kib),
-        "rss_per_session_b": rss_per_session,
+        "rss_per_session_b": rss_per_session.map(f64::round),
         "server_cpu_pct": cpu(rss_before, server_setup),
         "gen_cpu_pct": cpu(self_before, self_setup),
         "errors": errors,
         "first_error": failure,
     }))
-}
-
-fn cpu(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<f64> {
-    Some(after?.cpu_percent_since(&before?))
 }
 
 /// One session: set up (reporting the handshake latency), then hold connects until stopped.

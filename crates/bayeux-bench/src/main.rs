@@ -12,6 +12,7 @@
 //! - `client`: a Bayeux session over either transport (handshake, connects, batches).
 //! - `stats`: latency histograms, sequence tracking, `/proc` CPU and memory samples.
 //! - `fanout`, `idle`, `echo`: the three scenarios.
+//! - `report`: the markdown comparison table from the JSON lines of many runs.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +25,7 @@ mod echo;
 mod fanout;
 mod http;
 mod idle;
+mod report;
 mod stats;
 mod wire;
 
@@ -33,7 +35,10 @@ use stats::{Epoch, ProcSample};
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(version, about = "Load generator speaking raw Bayeux (long-polling, websocket)")]
+#[command(
+    version,
+    about = "Load generator speaking raw Bayeux (long-polling, websocket)"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -56,6 +61,9 @@ struct Common {
     /// A name for the server, copied into the JSON line.
     #[arg(long, global = true, default_value = "")]
     label: String,
+    /// A name for the scenario, copied into the JSON line (the rows of `report`).
+    #[arg(long, global = true, default_value = "")]
+    scenario: String,
     /// Runtime worker threads (default: the CPUs this process may run on).
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -73,6 +81,8 @@ enum Mode {
     Idle(idle::IdleArgs),
     /// Closed-loop publish and receive.
     Echo(echo::EchoArgs),
+    /// Prints a markdown table comparing servers from JSON lines of earlier runs.
+    Report(report::ReportArgs),
 }
 
 impl Mode {
@@ -81,6 +91,7 @@ impl Mode {
             Mode::Echo(_) => "echo",
             Mode::Fanout(_) => "fanout",
             Mode::Idle(_) => "idle",
+            Mode::Report(_) => "report",
         }
     }
 
@@ -90,6 +101,7 @@ impl Mode {
             Mode::Echo(a) => a.duration + 5.0,
             Mode::Fanout(a) => a.duration + a.drain + 10.0,
             Mode::Idle(a) => a.duration + 10.0,
+            Mode::Report(_) => 0.0,
         };
         Duration::from_secs_f64(secs)
     }
@@ -127,8 +139,35 @@ pub fn us(ns: u64) -> f64 {
     (ns as f64 / 1e2).round() / 10.0
 }
 
+/// Rounded to one decimal.
+pub fn r1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Rounded to three decimals.
+pub fn r3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// CPU used between two samples of one process, % of a core, rounded; `None` if unknown.
+pub fn cpu(before: Option<ProcSample>, after: Option<ProcSample>) -> Option<f64> {
+    Some(r1(after?.cpu_percent_since(&before?)))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Mode::Report(args) = &cli.mode {
+        return match report::run(args) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("bayeux-bench: {why}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let target = match Target::parse(&cli.common.url) {
         Ok(target) => target,
         Err(why) => {
@@ -158,6 +197,7 @@ fn main() -> ExitCode {
                 Mode::Echo(args) => echo::run(&run, args).await,
                 Mode::Fanout(args) => fanout::run(&run, args).await,
                 Mode::Idle(args) => idle::run(&run, args).await,
+                Mode::Report(_) => unreachable!("reports are handled before the runtime starts"),
             }
         };
         match tokio::time::timeout(bound, scenario).await {
@@ -172,11 +212,14 @@ fn main() -> ExitCode {
         "mode": cli.mode.name(),
         "transport": cli.common.transport.name(),
         "label": cli.common.label,
+        "scenario": cli.common.scenario,
     });
     let ok = outcome.is_ok();
     match outcome {
         Ok(Value::Object(fields)) => {
-            line.as_object_mut().expect("line is an object").extend(fields);
+            line.as_object_mut()
+                .expect("line is an object")
+                .extend(fields);
         }
         Ok(other) => line["result"] = other,
         Err(why) => line["error"] = Value::String(why),

@@ -159,7 +159,14 @@ pub struct Recorder {
 impl Recorder {
     /// Records a delivery of `(publisher, seq)` sent at `sent_ns`, received at `now_ns`, for a
     /// subscriber whose history is `seen`.
-    pub fn delivery(&mut self, seen: &mut Seen, publisher: u32, seq: u64, sent_ns: u64, now_ns: u64) {
+    pub fn delivery(
+        &mut self,
+        seen: &mut Seen,
+        publisher: u32,
+        seq: u64,
+        sent_ns: u64,
+        now_ns: u64,
+    ) {
         if seen.mark(publisher, seq) {
             self.delivered += 1;
             self.latency.record(now_ns.saturating_sub(sent_ns));

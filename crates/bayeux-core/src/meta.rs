@@ -83,14 +83,19 @@ impl Engine {
             }
         }
         if self.drain_due(session.client_id(), now) {
-            if let Some(mut old) = session.lock().hold.take() {
-                old.release();
-                if let Some(browser) = &old.browser {
-                    self.release_browser_slot(browser);
+            // Sent elsewhere, with what was queued for it handed over first.
+            let queued = {
+                let mut st = session.lock();
+                if let Some(mut old) = st.hold.take() {
+                    old.release();
+                    if let Some(browser) = &old.browser {
+                        self.release_browser_slot(browser);
+                    }
                 }
-            }
+                st.drain_for_connect()
+            };
             self.remove_session(&session, crate::listener::RemovalReason::Drained);
-            return Step::Reply(Refusal::Draining.reply_to(msg));
+            return Step::Connect(queued, Refusal::Draining.reply_to(msg));
         }
         EngineStats::count(&self.stats.connects);
         let mut st = session.lock();

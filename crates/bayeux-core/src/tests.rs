@@ -1728,3 +1728,25 @@ fn draining_hands_over_what_was_queued_with_the_answer() {
     assert_eq!(replies[0], json!({"channel": "/slow", "data": "queued"}));
     assert_eq!(replies[1]["error"], json!("503::draining"));
 }
+
+#[test]
+fn draining_hands_over_the_queue_to_a_late_connect_too() {
+    let mut h = Harness::new();
+    let cid = h.client();
+    let publisher = h.client();
+    h.subscribe(&cid, "/q");
+    for n in 0..3 {
+        h.publish(&publisher, "/q", json!(n));
+    }
+    h.engine.drain(h.now, Duration::from_millis(1));
+    h.advance(Duration::from_millis(1));
+    let (replies, hold) = h.connect(&cid, None);
+    assert!(hold.is_none());
+    let data: Vec<_> = replies
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
+    assert_eq!(data, [json!(0), json!(1), json!(2)]);
+    assert_eq!(replies[3]["error"], json!("503::draining"));
+    assert!(h.engine.session(&cid).is_none());
+}

@@ -142,7 +142,9 @@ pub async fn serve<I, O>(
                                     held =
                                         Some(Box::pin(async move { server.wait_hold(hold).await }));
                                 }
-                                frames(&messages, usize::MAX)
+                                let mut out = frames(&messages, usize::MAX);
+                                out.extend(connection.sent_away(&server));
+                                out
                             }
                             Err(why) => vec![Outbound::Close(close::SERVER_ERROR, why)],
                         }
@@ -170,14 +172,7 @@ pub async fn serve<I, O>(
                 match end {
                     HoldEnd::Reply(messages) => {
                         let mut out = frames(&messages, usize::MAX);
-                        // A draining server just sent this client elsewhere: close politely.
-                        let gone = connection
-                            .bound
-                            .as_ref()
-                            .is_some_and(|cid| server.engine().session(cid.as_str()).is_none());
-                        if gone && server.engine().is_draining() {
-                            out.push(Outbound::Close(close::GOING_AWAY, "server draining".into()));
-                        }
+                        out.extend(connection.sent_away(&server));
                         out
                     }
                     HoldEnd::Superseded => Vec::new(),
@@ -215,6 +210,18 @@ struct Connection {
 }
 
 impl Connection {
+    /// A close frame when a draining server has just sent this socket's session elsewhere:
+    /// the client handshakes again on a new socket, which the load balancer routes to
+    /// another node.
+    fn sent_away(&self, server: &Server) -> Option<Outbound> {
+        let gone = self
+            .bound
+            .as_ref()
+            .is_some_and(|cid| server.engine().session(cid.as_str()).is_none());
+        (gone && server.engine().is_draining())
+            .then(|| Outbound::Close(close::GOING_AWAY, "server draining".into()))
+    }
+
     /// Runs one text frame through the engine; binds the socket to the session it handshook
     /// or resumed. An error closes the socket with 1011 and leaves the session alone.
     fn process(
