@@ -180,6 +180,22 @@ async fn metrics_count_real_traffic() {
             "bayeux_request_processing_seconds_count{transport=\"long-polling\"}"
         ) >= 9.0
     );
+
+    // A websocket client: its frames are counted, and its session by transport.
+    let _ws = support::ws::WsClient::connected(&server).await;
+    let (_, scrape) = get(&server, "/metrics").await;
+    assert_eq!(
+        sample(&scrape, "bayeux_sessions{transport=\"websocket\"}"),
+        1.0
+    );
+    assert!(
+        sample(&scrape, "bayeux_websocket_frames_in_total") >= 2.0,
+        "handshake and connect"
+    );
+    assert!(
+        sample(&scrape, "bayeux_websocket_frames_out_total") >= 2.0,
+        "their replies"
+    );
 }
 
 const TOKEN: &str = "admin-token-for-tests-0123456789";
