@@ -22,6 +22,8 @@ pub struct ReportArgs {
 fn metrics(mode: &str) -> &'static [(&'static str, &'static str)] {
     match mode {
         "fanout" => &[
+            ("published_per_s", "published msg/s"),
+            ("offered_per_s", "deliveries due/s"),
             ("delivered_per_s", "delivered msg/s"),
             ("loss", "lost"),
             ("duplicates", "duplicates"),
@@ -39,6 +41,7 @@ fn metrics(mode: &str) -> &'static [(&'static str, &'static str)] {
             ("hs_p99_ms", "handshake p99 ms"),
             ("rss_per_session_b", "server RSS B/session"),
             ("server_cpu_pct", "server CPU % during setup"),
+            ("gen_cpu_pct", "generator CPU % during setup"),
         ],
         _ => &[
             ("rtt_per_s", "round trips/s"),
