@@ -296,3 +296,34 @@ async fn admin_api_is_off_without_a_token() {
         .expect("answered");
     assert_eq!(resp.status, 404);
 }
+
+/// Stopping waits (up to `--shutdown-grace`) for clients between two connects to collect what
+/// is queued for them: nothing queued is lost to a restart.
+#[tokio::test]
+async fn shutdown_lets_clients_collect_what_is_queued() {
+    let mut server = TestServer::start(&["--shutdown-grace", "5000", "--timeout", "20000"]).await;
+    let subscriber = Client::open(&server).await;
+    subscriber.subscribe_ok(json!("/last/words")).await;
+    let publisher = Client::open(&server).await;
+    for n in 0..3 {
+        publisher.publish_ok("/last/words", json!(n)).await;
+    }
+    // The subscriber is between connects (as during its advised interval) when the stop comes.
+    server.send_sigterm().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exchange = subscriber.connect().await;
+    let data: Vec<_> = exchange
+        .ok()
+        .iter()
+        .filter_map(|m| m.get("data").cloned())
+        .collect();
+    assert_eq!(data, [json!(0), json!(1), json!(2)]);
+    let reply = exchange.ok().last().expect("connect reply").clone();
+    assert_eq!(reply["successful"], json!(true));
+    assert_eq!(reply["advice"]["reconnect"], json!("retry"));
+    let exit = server.wait_exit(Duration::from_secs(5)).await;
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exits 0 once collected: {exit:?}"
+    );
+}

@@ -269,6 +269,11 @@ impl Server {
         }
     }
 
+    /// Messages queued for all sessions, waiting for their clients to collect them.
+    pub fn queued_messages(&self) -> u64 {
+        self.inner.engine.census().queue_lengths.iter().sum()
+    }
+
     /// Number of live sessions.
     pub fn session_count(&self) -> usize {
         self.inner.engine.session_count()

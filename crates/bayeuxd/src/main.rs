@@ -115,6 +115,7 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     let running = http.run();
     let handle = running.handle();
     let drain = settings.drain;
+    let shutdown_grace = settings.shutdown_grace;
     actix_web::rt::spawn(async move {
         if wait_for_signal().await == Signal::Drain {
             // Clients are sent elsewhere over the window; stop once they are all gone or at
@@ -128,6 +129,12 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
         }
         tracing::info!("shutting down: answering held connects");
         server.shutdown();
+        // Clients between two connects come back within their interval: give them until the
+        // grace ends to collect what is queued for them (connects are answered at once now).
+        let grace = tokio::time::Instant::now() + shutdown_grace;
+        while server.queued_messages() > 0 && tokio::time::Instant::now() < grace {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
         // Give released connects a moment to be written before connections close.
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         if let Some(admin) = admin_handle {

@@ -68,6 +68,9 @@ pub struct Options {
     /// Serve the admin API on this address instead of the main one [default: the main one].
     #[arg(long)]
     pub admin_bind: Option<String>,
+    /// On stop, wait up to this many ms for clients to collect what is queued for them [default: 2000].
+    #[arg(long)]
+    pub shutdown_grace: Option<u64>,
     /// On SIGUSR1, clients are sent elsewhere spread over this many ms [default: 10000].
     #[arg(long)]
     pub drain_window: Option<u64>,
@@ -217,6 +220,7 @@ pub struct Settings {
     pub static_dir: Option<PathBuf>,
     pub extensions: Vec<BuiltinExtension>,
     pub drain: DrainSettings,
+    pub shutdown_grace: Duration,
     pub admin: AdminSettings,
     pub engine: EngineConfig,
     pub transport: TransportConfig,
@@ -251,6 +255,7 @@ impl Options {
             max_queue: self.max_queue.or(base.max_queue),
             max_lazy_timeout: self.max_lazy_timeout.or(base.max_lazy_timeout),
             drain_window: self.drain_window.or(base.drain_window),
+            shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
             admin_token: self.admin_token.or(base.admin_token),
             admin_bind: self.admin_bind.or(base.admin_bind),
             drain_deadline: self.drain_deadline.or(base.drain_deadline),
@@ -463,6 +468,7 @@ impl Options {
                     bind: self.admin_bind,
                 }
             },
+            shutdown_grace: ms(self.shutdown_grace.unwrap_or(2_000)),
             drain: DrainSettings {
                 window: ms(self.drain_window.unwrap_or(10_000)),
                 deadline: ms(self.drain_deadline.unwrap_or(30_000)),
