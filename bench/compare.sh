@@ -12,7 +12,8 @@
 #   SESSIONS=10000   idle sessions per idle run
 #   RUNS=1           runs per scenario and server; the table shows the median of each metric
 #   SERVERS="bayeuxd faye cometd"   which servers, the first one is the reference
-#   SCENARIOS="..."  a subset of: fanout-lp topology-lp fanout-ws idle-lp idle-ws echo-lp echo-ws
+#   SCENARIOS="..."  a subset of: fanout-lp topology-lp fanout-ws fanout-ws-1k stalled-ws idle-lp
+#                    idle-ws echo-lp echo-ws
 #   SERVER_CPU=0 GEN_CPU=1
 #   OUT=bench/results/<timestamp>
 set -euo pipefail
@@ -23,7 +24,7 @@ DURATION=${DURATION:-10}
 SESSIONS=${SESSIONS:-10000}
 RUNS=${RUNS:-1}
 SERVERS=${SERVERS:-"bayeuxd faye cometd"}
-SCENARIOS=${SCENARIOS:-"fanout-lp topology-lp fanout-ws idle-lp idle-ws echo-lp echo-ws"}
+SCENARIOS=${SCENARIOS:-"fanout-lp topology-lp fanout-ws fanout-ws-1k stalled-ws idle-lp idle-ws echo-lp echo-ws"}
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 TIMEOUT_MS=20000
@@ -119,6 +120,11 @@ scenario_args() {
         topology-lp) echo "fanout --transport long-polling --subscribers 1000 --channels 100 --rooms 10 --publishers 1 --batch 10 --rate 1000 --size 50 --duration $DURATION" ;;
         # 1 000 websocket clients on one channel, 100 msg/s published: 100 000 deliveries/s.
         fanout-ws) echo "fanout --transport websocket --subscribers 1000 --channels 1 --publishers 1 --rate 100 --duration $DURATION" ;;
+        # A slow consumer: 100 websocket subscribers of 1 KB messages at 100 000 deliveries/s,
+        # without (fanout-ws-1k) and with (stalled-ws) 5 more subscribers that never read;
+        # compare the live subscribers' latency between the two rows.
+        fanout-ws-1k) echo "fanout --transport websocket --subscribers 100 --channels 1 --publishers 1 --rate 1000 --size 1000 --duration $DURATION" ;;
+        stalled-ws) echo "fanout --transport websocket --subscribers 100 --channels 1 --publishers 1 --rate 1000 --size 1000 --stalled 5 --duration $DURATION" ;;
         idle-lp) echo "idle --transport long-polling --sessions $SESSIONS --duration 2" ;;
         idle-ws) echo "idle --transport websocket --sessions $SESSIONS --duration 2" ;;
         echo-lp) echo "echo --transport long-polling --clients 1 --duration $echo_s" ;;

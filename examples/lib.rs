@@ -27,6 +27,8 @@ pub async fn serve(server: Server, static_dir: Option<PathBuf>) -> std::io::Resu
             None => app,
         }
     })
+    // Deliveries are small writes that must leave at once: no Nagle delay.
+    .tcp_nodelay(true)
     .bind(&addr)?;
     for addr in http.addrs() {
         println!("listening on http://{addr}/cometd");

@@ -56,6 +56,10 @@ pub struct FanoutArgs {
     /// Sessions being set up at once.
     #[arg(long, default_value_t = 200)]
     pub concurrency: usize,
+    /// Extra subscribers of the first channel that stop reading once subscribed (a stalled
+    /// consumer); they are not counted in the results, which show whether they slow the others.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: usize,
 }
 
 /// What a publisher task reports.
@@ -115,10 +119,20 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
             stop_rx.clone(),
         )));
     }
+    let mut stalled = Vec::with_capacity(args.stalled);
+    for _ in 0..args.stalled {
+        stalled.push(tokio::spawn(stalled_subscriber(
+            run.clone(),
+            names[0].clone(),
+            gate.clone(),
+            ready_tx.clone(),
+            stop_rx.clone(),
+        )));
+    }
     drop(ready_tx);
 
     let setup_started = Instant::now();
-    let expected_ready = args.subscribers + args.publishers;
+    let expected_ready = args.subscribers + args.publishers + args.stalled;
     for _ in 0..expected_ready {
         match tokio::time::timeout(run.setup_timeout, ready_rx.recv()).await {
             Ok(Some(Ok(()))) => {}
@@ -164,6 +178,9 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = stop_tx.send(true);
+    for handle in stalled {
+        let _ = handle.await;
+    }
     let mut in_window = 0;
     for handle in subscribers {
         let (rec, inside) = handle.await.map_err(|e| format!("subscriber task: {e}"))?;
@@ -176,6 +193,7 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
     let loss = expected.saturating_sub(total.delivered);
     Ok(json!({
         "subscribers": args.subscribers,
+        "stalled": args.stalled,
         "channels": channels,
         "rooms": rooms,
         "publishers": args.publishers,
@@ -208,6 +226,41 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
 
 /// A subscriber: set up, then keep a connect held until told to stop. Returns what it saw and
 /// how many deliveries arrived inside the publishing window.
+/// Subscribes to `channel`, then never reads again until told to stop: the server's writes to
+/// it block (websocket) or its queue fills (long-polling), and it must slow nobody else.
+async fn stalled_subscriber(
+    run: Run,
+    channel: String,
+    gate: Arc<Semaphore>,
+    ready: mpsc::Sender<Result<(), String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let setup = async {
+        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+        let mut client = Client::open(&run.target, run.transport)
+            .await
+            .map_err(|e| e.to_string())?;
+        client.establish().await.map_err(|e| e.to_string())?;
+        client
+            .subscribe(&[channel], &mut |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(client)
+    };
+    match setup.await {
+        Ok(client) => {
+            let _ = ready.send(Ok(())).await;
+            drop(ready);
+            // Hold the connection open, unread, until the run ends.
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            drop(client);
+        }
+        Err(why) => {
+            let _ = ready.send(Err(why)).await;
+        }
+    }
+}
+
 async fn subscriber(
     run: Run,
     channels: Vec<String>,

@@ -72,7 +72,6 @@ enum Event {
     Push(Vec<EncodedMessage>),
     HoldEnded(HoldEnd),
     Idle,
-    ShuttingDown,
 }
 
 /// Serves one websocket until either side closes it.
@@ -96,8 +95,6 @@ pub async fn serve<I, O>(
     let mut held: Option<HoldWait> = None;
     let idle = tokio::time::sleep(ws.idle_timeout);
     tokio::pin!(idle);
-    let shutdown = server.shutting_down();
-    tokio::pin!(shutdown);
 
     loop {
         let event = poll_fn(|cx| {
@@ -117,11 +114,7 @@ pub async fn serve<I, O>(
             if idle.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Idle);
             }
-            // Polled last: shutdown releases the held connect first, and its reply goes out
-            // before the close frame.
-            if shutdown.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::ShuttingDown);
-            }
+
             Poll::Pending
         })
         .await;
@@ -134,7 +127,8 @@ pub async fn serve<I, O>(
                     Some(Inbound::Text(text)) => {
                         server.engine().stats().frame_in();
                         match connection.process(&server, config, &text) {
-                            Ok((messages, hold)) => {
+                            Ok((messages, hold, had_connect)) => {
+                                let answered_connect = had_connect && hold.is_none();
                                 if let Some(hold) = hold {
                                     // A newer connect supersedes the held one: dropping the old
                                     // wait is all it takes (Java never answers it either).
@@ -144,6 +138,9 @@ pub async fn serve<I, O>(
                                 }
                                 let mut out = frames(&messages, usize::MAX);
                                 out.extend(connection.sent_away(&server));
+                                if answered_connect && server.is_shutting_down() {
+                                    out.push(stopping_close());
+                                }
                                 out
                             }
                             Err(why) => vec![Outbound::Close(close::SERVER_ERROR, why)],
@@ -173,16 +170,15 @@ pub async fn serve<I, O>(
                     HoldEnd::Reply(messages) => {
                         let mut out = frames(&messages, usize::MAX);
                         out.extend(connection.sent_away(&server));
+                        if server.is_shutting_down() {
+                            out.push(stopping_close());
+                        }
                         out
                     }
                     HoldEnd::Superseded => Vec::new(),
                 }
             }
             Event::Idle => vec![Outbound::Close(close::NORMAL, "idle timeout".into())],
-            Event::ShuttingDown => vec![Outbound::Close(
-                close::GOING_AWAY,
-                "server shutting down".into(),
-            )],
         };
 
         let texts = outgoing
@@ -229,7 +225,7 @@ impl Connection {
         server: &Server,
         config: &TransportConfig,
         text: &str,
-    ) -> Result<(Vec<EncodedMessage>, Option<Hold>), String> {
+    ) -> Result<(Vec<EncodedMessage>, Option<Hold>, bool), String> {
         if text.len() > config.max_message_size {
             return Err("frame larger than maxMessageSize".into());
         }
@@ -237,6 +233,7 @@ impl Connection {
             BatchError::Malformed(_) => "invalid JSON".to_owned(),
             other => other.to_string(),
         })?;
+        let had_connect = batch.iter().any(|m| m.channel() == Some("/meta/connect"));
         let presented = batch.first().and_then(|m| m.client_id()).map(ClientId::new);
         let ctx = RequestContext {
             bound_session: self.bound.clone(),
@@ -262,8 +259,15 @@ impl Connection {
                 self.pusher = Some(pusher);
             }
         }
-        Ok((outcome.messages, outcome.hold))
+        Ok((outcome.messages, outcome.hold, had_connect))
     }
+}
+
+/// The close frame of a stopping server. Sent right after the socket's next connect reply
+/// (the held connect the stop released, or the next one the client sends, carrying whatever
+/// was queued for it meanwhile), so nothing queued is lost to the stop.
+fn stopping_close() -> Outbound {
+    Outbound::Close(close::GOING_AWAY, "server shutting down".into())
 }
 
 /// Splits messages into text frames of at most `per_frame` messages each.

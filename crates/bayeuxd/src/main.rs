@@ -80,6 +80,8 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     })
     .disable_signals()
     .shutdown_timeout(5)
+    // Deliveries are small writes that must leave at once: no Nagle delay.
+    .tcp_nodelay(true)
     .bind(&settings.bind)?;
     if let Some(workers) = settings.workers {
         http = http.workers(workers);
