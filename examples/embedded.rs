@@ -22,6 +22,8 @@ async fn main() -> std::io::Result<()> {
             .service(bayeux_actix::scope("/cometd", bayeux.clone()))
             .route("/announce", web::post().to(announce))
     })
+    // Pushes are small writes that must leave at once: no Nagle delay.
+    .tcp_nodelay(true)
     .bind(&addr)?;
     for addr in server.addrs() {
         println!("listening on http://{addr}/cometd");

@@ -8,6 +8,8 @@
 //! async fn main() -> std::io::Result<()> {
 //!     let server = Server::builder().build();
 //!     HttpServer::new(move || App::new().service(bayeux_actix::scope("/cometd", server.clone())))
+//!         // Deliveries are small writes: without TCP_NODELAY, Nagle delays them.
+//!         .tcp_nodelay(true)
 //!         .bind(("127.0.0.1", 8080))?
 //!         .run()
 //!         .await
