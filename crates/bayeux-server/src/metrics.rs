@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::server::Inner;
@@ -64,6 +65,25 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
+}
+
+/// One metric family with one label: a `(name, help, type)` and a value per label value.
+fn labelled(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    label: &'static str,
+    values: impl IntoIterator<Item = (&'static str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (value_label, value) in values {
+        let labels = vec![(label, value_label)];
+        let sample = family.encode_family(&labels)?;
+        match kind {
+            MetricType::Gauge => ConstGauge::new(value as i64).encode(sample)?,
+            _ => ConstCounter::new(value).encode(sample)?,
+        }
+    }
+    Ok(())
 }
 
 /// Reads the engine's counters and takes the session census on each scrape.
@@ -124,55 +144,61 @@ impl Collector for EngineCollector {
             )?)?;
         }
 
-        let dropped = ConstCounter::new(load(&stats.dropped_queue_full));
-        let mut family = encoder.encode_descriptor(
-            "dropped_messages",
-            "Messages dropped, by reason",
-            None,
-            dropped.metric_type(),
+        let rate_limited = REFUSAL_CODES
+            .iter()
+            .position(|c| *c == "429")
+            .expect("429 is counted");
+        labelled(
+            &mut encoder,
+            (
+                "dropped_messages",
+                "Messages dropped, by reason",
+                MetricType::Counter,
+            ),
+            "reason",
+            [
+                ("queue_full", load(&stats.dropped_queue_full)),
+                ("rate_limit", load(&stats.refusals[rate_limited])),
+            ],
         )?;
-        dropped.encode(family.encode_family(&vec![("reason", "queue_full")])?)?;
-        let rate_limited = ConstCounter::new(load(
-            &stats.refusals[REFUSAL_CODES
+        labelled(
+            &mut encoder,
+            (
+                "refusals",
+                "Failed replies, by error code",
+                MetricType::Counter,
+            ),
+            "code",
+            REFUSAL_CODES
                 .iter()
-                .position(|c| *c == "429")
-                .expect("429 is counted")],
-        ));
-        rate_limited.encode(family.encode_family(&vec![("reason", "rate_limit")])?)?;
-
-        let mut family = encoder.encode_descriptor(
-            "refusals",
-            "Failed replies, by error code",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
+                .copied()
+                .zip(stats.refusals.iter().map(load)),
         )?;
-        for (code, counter) in REFUSAL_CODES.iter().zip(&stats.refusals) {
-            ConstCounter::new(load(counter))
-                .encode(family.encode_family(&vec![("code", *code)])?)?;
-        }
-
-        let mut family = encoder.encode_descriptor(
-            "sessions_removed",
-            "Sessions removed, by reason (disconnect, expiry, ...)",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
+        labelled(
+            &mut encoder,
+            (
+                "sessions_removed",
+                "Sessions removed, by reason (disconnect, expiry, ...)",
+                MetricType::Counter,
+            ),
+            "reason",
+            REMOVAL_REASONS
+                .iter()
+                .copied()
+                .zip(stats.removals.iter().map(load)),
         )?;
-        for (reason, counter) in REMOVAL_REASONS.iter().zip(&stats.removals) {
-            ConstCounter::new(load(counter))
-                .encode(family.encode_family(&vec![("reason", *reason)])?)?;
-        }
 
         let census = engine.census();
-        let mut family = encoder.encode_descriptor(
-            "sessions",
-            "Live sessions, by the transport of their last request",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+        labelled(
+            &mut encoder,
+            (
+                "sessions",
+                "Live sessions, by the transport of their last request",
+                MetricType::Gauge,
+            ),
+            "transport",
+            TRANSPORTS.iter().copied().zip(census.by_transport),
         )?;
-        for (transport, count) in TRANSPORTS.iter().zip(census.by_transport) {
-            ConstGauge::new(count as i64)
-                .encode(family.encode_family(&vec![("transport", *transport)])?)?;
-        }
         let holding = ConstGauge::new(census.holding as i64);
         holding.encode(encoder.encode_descriptor(
             "held_connects",
@@ -196,7 +222,7 @@ impl Collector for EngineCollector {
             "queue_depth",
             "Messages waiting per session, at scrape time",
             None,
-            prometheus_client::metrics::MetricType::Histogram,
+            MetricType::Histogram,
         )?;
         histogram.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             sum,
