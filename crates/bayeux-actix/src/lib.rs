@@ -133,7 +133,8 @@ async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -
         origin: origin(&req, cookie.as_ref()),
         body: &body,
     };
-    respond(handle_post(&endpoint.server, &endpoint.config, post).await)
+    let reply = handle_post(&endpoint.server, &endpoint.config, post).await;
+    with_cors(respond(reply), &req, &endpoint.config)
 }
 
 /// `websocket` when the request asks for an upgrade, else `callback-polling` when it names a
@@ -160,7 +161,9 @@ async fn get(req: HttpRequest, payload: web::Payload, endpoint: web::Data<Cometd
         query: req.query_string(),
         origin: origin(&req, cookie.as_ref()),
     };
-    respond(callback_polling::handle_get(&endpoint.server, &endpoint.config, &callback, get).await)
+    let reply =
+        callback_polling::handle_get(&endpoint.server, &endpoint.config, &callback, get).await;
+    with_cors(respond(reply), &req, &endpoint.config)
 }
 
 fn upgrade_websocket(
@@ -303,10 +306,59 @@ fn truncate(mut text: String, max: usize) -> String {
 }
 
 /// CORS preflight: the CometD client's JSON `POST`s are preflighted cross-origin.
-async fn options() -> HttpResponse {
-    HttpResponse::Ok()
+async fn options(req: HttpRequest, endpoint: web::Data<Cometd>) -> HttpResponse {
+    let mut response = HttpResponse::Ok()
         .insert_header((header::ALLOW, "GET, POST, OPTIONS"))
-        .finish()
+        .finish();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if endpoint.config.cors_origin(origin).is_some() {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        // The client sends `Content-Type: application/json`, plus whatever headers the
+        // application configured: allow what the preflight asks for.
+        let asked = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+            .unwrap_or(header::HeaderValue::from_static("Content-Type"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            header::HeaderValue::from_static("86400"),
+        );
+    }
+    with_cors(response, &req, &endpoint.config)
+}
+
+/// Adds the CORS headers for an allowed cross-origin caller (the browser cookie travels with
+/// its requests, so the origin is echoed and credentials allowed; never `*`).
+fn with_cors(
+    mut response: HttpResponse,
+    req: &HttpRequest,
+    config: &TransportConfig,
+) -> HttpResponse {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    if let Some(origin) = config.cors_origin(origin) {
+        if let Ok(value) = header::HeaderValue::from_str(origin) {
+            let headers = response.headers_mut();
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                header::HeaderValue::from_static("true"),
+            );
+            headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+        }
+    }
+    response
 }
 
 /// Any method no transport accepts, as Java CometD answers it.

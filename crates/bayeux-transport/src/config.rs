@@ -16,6 +16,10 @@ pub struct TransportConfig {
     pub callback: CallbackConfig,
     /// The websocket transport (`ws.*` options).
     pub websocket: WebSocketConfig,
+    /// Origins whose pages may call the HTTP transports cross-origin (CORS), exact match;
+    /// empty: none (`corsAllowedOrigins`). Credentials are allowed, so `*` is never sent: the
+    /// request's own origin is echoed when it is in the list.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for TransportConfig {
@@ -26,6 +30,7 @@ impl Default for TransportConfig {
             duplicate_meta_connect_code: 500,
             callback: CallbackConfig::default(),
             websocket: WebSocketConfig::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -72,6 +77,13 @@ impl Default for WebSocketConfig {
             require_handshake_per_connection: false,
             allowed_origins: Vec::new(),
         }
+    }
+}
+
+impl TransportConfig {
+    /// The `Origin` to echo in CORS headers, if this one is allowed.
+    pub fn cors_origin<'a>(&self, origin: Option<&'a str>) -> Option<&'a str> {
+        origin.filter(|o| self.cors_allowed_origins.iter().any(|allowed| allowed == o))
     }
 }
 

@@ -139,6 +139,9 @@ pub struct Options {
     /// Longest JSONP callback name accepted [default: 64].
     #[arg(long)]
     pub callback_parameter_max_length: Option<usize>,
+    /// Origins allowed to call the HTTP transports cross-origin (CORS), comma-separated [default: none].
+    #[arg(long, value_delimiter = ',')]
+    pub cors_allowed_origins: Option<Vec<String>>,
     /// Serve the files of this directory at / (a demo page, a test page).
     #[arg(long, value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
@@ -296,6 +299,7 @@ impl Options {
                 .callback_parameter_max_length
                 .or(base.callback_parameter_max_length),
             static_dir: self.static_dir.or(base.static_dir),
+            cors_allowed_origins: self.cors_allowed_origins.or(base.cors_allowed_origins),
             extensions: self.extensions.or(base.extensions),
             ws: WsOptions {
                 messages_per_frame: self.ws.messages_per_frame.or(base.ws.messages_per_frame),
@@ -441,6 +445,7 @@ impl Options {
                     .unwrap_or(ws_defaults.require_handshake_per_connection),
                 allowed_origins: self.ws.allowed_origins.unwrap_or_default(),
             },
+            cors_allowed_origins: self.cors_allowed_origins.unwrap_or_default(),
         };
         let path = self.path.unwrap_or_else(|| "/cometd".into());
         if !path.starts_with('/') || path.len() < 2 {
