@@ -455,14 +455,14 @@ impl Engine {
                 deliveries,
                 ..Done::reply(self.outgoing_reply(session, &msg, reply))
             },
-            Step::Handshaken(new, reply) => Done {
+            Step::Handshaken(new, reply) => {
                 // Counted here, where every successful handshake passes.
-                handshaken: {
-                    EngineStats::count(&self.stats.handshakes);
-                    Some(new.client_id().clone())
-                },
-                ..Done::reply(self.outgoing_reply(Some(&new), &msg, reply))
-            },
+                EngineStats::count(&self.stats.handshakes);
+                Done {
+                    handshaken: Some(new.client_id().clone()),
+                    ..Done::reply(self.outgoing_reply(Some(&new), &msg, reply))
+                }
+            }
             Step::Hold(hold) => Done {
                 hold: Some(hold),
                 ..Done::default()
@@ -881,6 +881,11 @@ impl Engine {
     /// meanwhile. Call [`Engine::sweep`] regularly: it is what releases the held connects.
     pub fn drain(&self, now: Instant, window: Duration) {
         let _ = self.drain.set((now, window));
+    }
+
+    /// True once [`Engine::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
     }
 
     /// True once [`Engine::drain`] was called.

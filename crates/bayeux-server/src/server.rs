@@ -25,8 +25,7 @@ pub struct Server {
 
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
-    /// Flips to true once, when shutdown starts; websocket tasks watch it to close politely.
-    shutdown: tokio::sync::watch::Sender<bool>,
+
     metrics: Metrics,
 }
 
@@ -230,7 +229,6 @@ impl Server {
     /// once: call before stopping the HTTP server so no held request is cut.
     pub fn shutdown(&self) {
         self.inner.engine.shutdown();
-        self.inner.shutdown.send_replace(true);
     }
 
     /// The server's metrics in the Prometheus text format (OpenMetrics): counters of
@@ -243,7 +241,7 @@ impl Server {
 
     /// True once [`Server::shutdown`] has been called.
     pub fn is_shutting_down(&self) -> bool {
-        *self.inner.shutdown.borrow()
+        self.inner.engine.is_shutting_down()
     }
 
     /// Starts draining this node: new handshakes are refused with `503::draining` and advice
@@ -258,15 +256,6 @@ impl Server {
     /// True while the node takes new clients: neither draining nor shutting down.
     pub fn is_ready(&self) -> bool {
         !self.is_shutting_down() && !self.inner.engine.is_draining()
-    }
-
-    /// Resolves once [`Server::shutdown`] has been called (at once if it already was).
-    pub fn shutting_down(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut flag = self.inner.shutdown.subscribe();
-        async move {
-            // An error means the server is gone, which is as final as a shutdown.
-            let _ = flag.wait_for(|down| *down).await;
-        }
     }
 
     /// Messages queued for all sessions, waiting for their clients to collect them.
@@ -426,7 +415,7 @@ impl ServerBuilder {
             .fold(engine, Engine::with_channel_listener);
         let inner = Arc::new_cyclic(|weak| Inner {
             engine,
-            shutdown: tokio::sync::watch::Sender::new(false),
+
             metrics: Metrics::new(weak.clone()),
         });
         tokio::spawn(sweep(Arc::downgrade(&inner), self.sweep_period));
