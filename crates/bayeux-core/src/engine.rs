@@ -4,28 +4,33 @@
 //! back as a [`Hold`]; the driver awaits it (see [`Hold::poll_released`]) or its deadline, then
 //! calls [`Engine::complete_hold`] for the reply. Sessions live in a sharded map and each has its
 //! own lock, so the engine is shared by reference between all request handlers.
+//!
+//! This file holds the engine's state and the path of one batch; the other parts of the engine
+//! live beside it by concern: `meta` (the meta channels), `publish` (publishing and fan-out),
+//! [`hold`](crate::hold) (held connects and websocket pushers), `lifecycle` (expiry, removal,
+//! drain), [`log`](crate::log) (entries and effects, for clusters) and
+//! [`handover`](crate::handover) (moving sessions between nodes).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bayeux_message::{
-    is_valid_message_id, Advice, ChannelKind, ChannelName, ClientId, EncodedMessage, Message,
-    Reconnect, Refusal, Reply,
+    is_valid_message_id, ChannelName, ClientId, EncodedMessage, Message, Refusal, Reply,
 };
 use dashmap::DashMap;
-use serde_json::Value;
 
 use crate::channels::{ChannelListener, ChannelOptions, Channels};
-use crate::config::{millis, EngineConfig, TransportKind};
+use crate::config::{EngineConfig, TransportKind};
 use crate::extension::Extension;
+use crate::hold::Hold;
 use crate::ids::{BrowserId, IdSource};
-use crate::listener::{RemovalReason, SessionListener};
+use crate::listener::SessionListener;
+use crate::log::{Effect, Gate, LogMode, Pending};
 use crate::registry::ChannelRegistry;
-use crate::security::{self, AllowAll, Authorizer, HttpInfo, Operation, SecurityPolicy};
-use crate::service::{MessageListener, Service, ServiceReply, ServiceRequest};
-use crate::session::{LocalSink, PusherSlot, Session};
+use crate::security::{AllowAll, Authorizer, HttpInfo, SecurityPolicy};
+use crate::service::{MessageListener, Service};
+use crate::session::Session;
 use crate::stats::{EngineStats, SessionCensus};
 use crate::subscriptions::SubscriptionIndex;
 
@@ -76,6 +81,9 @@ pub struct Outcome {
     pub hold: Option<Hold>,
     /// The session a successful handshake in this batch created.
     pub handshaken: Option<ClientId>,
+    /// In [`LogMode::Shared`]: what the driver must carry out before sending `messages`,
+    /// settling each with [`Engine::settle`]. Always empty on one node.
+    pub effects: Vec<Effect>,
 }
 
 /// A request the engine refuses as a whole (HTTP 400/500, websocket close).
@@ -88,55 +96,6 @@ pub enum RequestError {
     HandshakeNotAlone,
 }
 
-/// How a held connect ended.
-#[derive(Debug)]
-pub enum HoldEnd {
-    /// Send these messages: deliveries, then the connect reply.
-    Reply(Vec<EncodedMessage>),
-    /// A newer connect of the same session replaced this one; answer with an HTTP error.
-    Superseded,
-}
-
-/// A `/meta/connect` being held. Await [`Hold::poll_released`] or the deadline, whichever is
-/// first, then [`Engine::complete_hold`].
-#[derive(Debug)]
-pub struct Hold {
-    session: Arc<Session>,
-    ticket: u64,
-    deadline: Instant,
-}
-
-impl Hold {
-    pub(crate) fn new(session: Arc<Session>, ticket: u64, deadline: Instant) -> Self {
-        Self {
-            session,
-            ticket,
-            deadline,
-        }
-    }
-
-    /// When the connect must be answered even if nothing happens.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
-    }
-
-    /// The session holding.
-    pub fn client_id(&self) -> &ClientId {
-        self.session.client_id()
-    }
-
-    /// Ready once the connect should be answered early: a message was queued, the session was
-    /// disconnected, a newer connect superseded this one, or the server is shutting down.
-    pub fn poll_released(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.session.poll_hold(self.ticket, cx)
-    }
-
-    /// True while nothing has released the hold.
-    pub fn is_pending(&self) -> bool {
-        self.session.is_hold_pending(self.ticket)
-    }
-}
-
 /// One message's part of the response.
 #[derive(Default)]
 struct Done {
@@ -144,6 +103,10 @@ struct Done {
     reply: Option<EncodedMessage>,
     hold: Option<Hold>,
     handshaken: Option<ClientId>,
+    /// What the reply waits for ([`LogMode::Shared`]).
+    effects: Vec<Pending>,
+    /// The request and its session, kept to answer it anew should an effect fail.
+    gate: Option<(Message, Option<Arc<Session>>)>,
 }
 
 impl Done {
@@ -151,61 +114,6 @@ impl Done {
         Self {
             reply: Some(reply),
             ..Self::default()
-        }
-    }
-}
-
-/// A websocket connection's claim to push one session's deliveries. Dropping it detaches the
-/// connection; queued messages then wait for the next `/meta/connect`.
-#[derive(Debug)]
-pub struct Pusher {
-    session: Arc<Session>,
-    connection: u64,
-    deliver_only: bool,
-}
-
-impl Pusher {
-    /// The session whose deliveries this connection pushes.
-    pub fn client_id(&self) -> &ClientId {
-        self.session.client_id()
-    }
-
-    /// Ready with the queued deliveries, in order, once there are some. Stays pending while
-    /// deliveries go only with connect replies (`metaConnectDeliverOnly`), after another
-    /// connection took the session over, or once the session is gone.
-    pub fn poll_deliveries(&self, cx: &mut Context<'_>) -> Poll<Vec<EncodedMessage>> {
-        if self.deliver_only {
-            return Poll::Pending;
-        }
-        let mut st = self.session.lock();
-        // Acknowledged delivery, enabled by the handshake, also means deliver-only.
-        if st.removed.is_some() || st.ack.is_some() {
-            return Poll::Pending;
-        }
-        let queue_ready = !st.queue.is_empty();
-        match st.pusher.as_mut() {
-            Some(slot) if slot.connection == self.connection => {
-                if !queue_ready {
-                    slot.waker = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-            }
-            _ => return Poll::Pending,
-        }
-        st.flush_at = None;
-        Poll::Ready(st.queue.drain(..).collect())
-    }
-}
-
-impl Drop for Pusher {
-    fn drop(&mut self) {
-        let mut st = self.session.lock();
-        if st
-            .pusher
-            .as_ref()
-            .is_some_and(|p| p.connection == self.connection)
-        {
-            st.pusher = None;
         }
     }
 }
@@ -233,6 +141,9 @@ pub struct Engine {
     pub(crate) drain: OnceLock<(Instant, Duration)>,
     pub(crate) stats: EngineStats,
     pub(crate) next_connection: AtomicU64,
+    pub(crate) log_mode: LogMode,
+    /// The log position of the last entry applied ([`LogMode::Shared`]).
+    pub(crate) applied: AtomicU64,
 }
 
 /// One message's effect, before outgoing extensions and encoding.
@@ -267,6 +178,8 @@ impl Engine {
             drain: OnceLock::new(),
             stats: EngineStats::default(),
             next_connection: AtomicU64::new(1),
+            log_mode: LogMode::Inline,
+            applied: AtomicU64::new(0),
         }
     }
 
@@ -383,12 +296,26 @@ impl Engine {
         for msg in batch {
             let done = self.handle_one(now, ctx, msg, alone);
             deliveries.extend(done.deliveries);
+            let index = replies.len();
+            let answered = done.reply.is_some();
             replies.extend(done.reply);
             if done.handshaken.is_some() {
                 outcome.handshaken = done.handshaken;
             }
             if done.hold.is_some() {
                 outcome.hold = done.hold;
+            }
+            for pending in done.effects {
+                let gate = done
+                    .gate
+                    .as_ref()
+                    .filter(|_| answered)
+                    .map(|(request, session)| Gate {
+                        index,
+                        request: request.clone(),
+                        session: session.clone(),
+                    });
+                outcome.effects.push(Effect::new(pending, gate));
             }
         }
 
@@ -397,12 +324,15 @@ impl Engine {
             st.batch_depth -= 1;
             if st.batch_depth == 0 && !st.queue.is_empty() {
                 if self.piggy_back(ctx) && !st.deliver_only(&self.config) {
-                    st.flush_at = None;
-                    deliveries.extend(st.queue.drain(..));
+                    deliveries.extend(st.drain_queue());
                 } else if let Some(slot) = st.hold.as_mut() {
                     slot.release();
                 }
             }
+        }
+        // Replies follow the deliveries: the gates point past them.
+        for effect in &mut outcome.effects {
+            effect.shift_gate(deliveries.len());
         }
         outcome.messages = deliveries;
         outcome.messages.extend(replies);
@@ -429,45 +359,72 @@ impl Engine {
             return Done::reply(self.outgoing_reply(None, &msg, reply));
         };
         let session = msg.client_id().and_then(|cid| self.session(cid));
-        let session = session.as_deref();
-        let own = session.map(Session::extensions).unwrap_or_default();
+        let own = session
+            .as_deref()
+            .map(Session::extensions)
+            .unwrap_or_default();
         if !self
             .extensions
             .iter()
             .chain(&own)
-            .all(|ext| ext.incoming(session, &mut msg))
+            .all(|ext| ext.incoming(session.as_deref(), &mut msg))
         {
             let reply = Refusal::MessageDeleted.reply_to(&msg);
-            return Done::reply(self.outgoing_reply(session, &msg, reply));
+            return Done::reply(self.outgoing_reply(session.as_deref(), &msg, reply));
         }
+        let mut effects = Vec::new();
         let step = match name.as_str() {
-            "/meta/handshake" => self.handshake(now, ctx, &msg),
+            "/meta/handshake" => self.handshake(now, ctx, &msg, &mut effects),
             "/meta/connect" => self.connect(now, ctx, &msg, alone),
-            "/meta/disconnect" => Step::Reply(self.disconnect(ctx, &msg)),
-            "/meta/subscribe" => Step::Reply(self.subscribe(now, ctx, &msg)),
-            "/meta/unsubscribe" => Step::Reply(self.unsubscribe(now, ctx, &msg)),
-            _ => return Done::reply(self.publish_request(now, ctx, &name, session, msg)),
+            "/meta/disconnect" => Step::Reply(self.disconnect(ctx, &msg, &mut effects)),
+            "/meta/subscribe" => Step::Reply(self.subscribe(now, ctx, &msg, &mut effects)),
+            "/meta/unsubscribe" => Step::Reply(self.unsubscribe(now, ctx, &msg, &mut effects)),
+            _ => {
+                // The request is consumed by the publish: keep what a new reply needs first.
+                let gate =
+                    (self.log_mode == LogMode::Shared).then(|| (trimmed(&msg), session.clone()));
+                let reply =
+                    self.publish_request(now, ctx, &name, session.as_deref(), msg, &mut effects);
+                return Done {
+                    gate: gate.filter(|_| !effects.is_empty()),
+                    effects,
+                    ..Done::reply(reply)
+                };
+            }
         };
         // Outgoing hooks run here, after the handlers dropped every lock.
-        match step {
-            Step::Reply(reply) => Done::reply(self.outgoing_reply(session, &msg, reply)),
+        let mut done = match step {
+            Step::Reply(reply) => Done::reply(self.outgoing_reply(session.as_deref(), &msg, reply)),
             Step::Connect(deliveries, reply) => Done {
                 deliveries,
-                ..Done::reply(self.outgoing_reply(session, &msg, reply))
+                ..Done::reply(self.outgoing_reply(session.as_deref(), &msg, reply))
             },
             Step::Handshaken(new, reply) => {
                 // Counted here, where every successful handshake passes.
                 EngineStats::count(&self.stats.handshakes);
-                Done {
+                let done = Done {
                     handshaken: Some(new.client_id().clone()),
                     ..Done::reply(self.outgoing_reply(Some(&new), &msg, reply))
+                };
+                if !effects.is_empty() {
+                    return Done {
+                        effects,
+                        gate: Some((trimmed(&msg), Some(new))),
+                        ..done
+                    };
                 }
+                done
             }
             Step::Hold(hold) => Done {
                 hold: Some(hold),
                 ..Done::default()
             },
+        };
+        if !effects.is_empty() {
+            done.gate = Some((trimmed(&msg), session));
+            done.effects = effects;
         }
+        done
     }
 
     /// Runs the outgoing reply hooks, last registered first, and encodes the reply.
@@ -489,421 +446,13 @@ impl Engine {
 
     /// Runs the outgoing hooks on a message for subscribers and encodes it once; `None` when
     /// an extension dropped it.
-    fn outgoing_delivery(&self, mut msg: Message) -> Option<EncodedMessage> {
+    pub(crate) fn outgoing_delivery(&self, mut msg: Message) -> Option<EncodedMessage> {
         for ext in self.extensions.iter().rev() {
             if !ext.outgoing(&mut msg) {
                 return None;
             }
         }
         Some(msg.encode())
-    }
-
-    /// A publish from a client; returns its encoded reply (outgoing hooks applied).
-    fn publish_request(
-        &self,
-        now: Instant,
-        ctx: &RequestContext,
-        name: &ChannelName,
-        named: Option<&Session>,
-        mut msg: Message,
-    ) -> EncodedMessage {
-        let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
-            return self.outgoing_reply(named, &msg, Refusal::SessionUnknown.reply_to(&msg));
-        };
-        session.lock().touch(now, self.config.max_interval);
-        let refusal = match name.kind() {
-            ChannelKind::Meta if name.is_protocol_meta() => Some(Refusal::PublishDenied),
-            ChannelKind::Meta => Some(Refusal::ChannelCreateDenied),
-            _ if name.is_wildcard() => Some(Refusal::ChannelInvalid),
-            _ if msg.data().is_none() => Some(Refusal::DataMissing),
-            _ if !session.take_publish_token(now, self.config.max_publish_rate) => {
-                Some(Refusal::PublishRateExceeded)
-            }
-            _ => self
-                .authorize(Operation::Publish, name, &session, &msg)
-                .err(),
-        };
-        let refusal = refusal.or_else(|| self.use_channel(name).err());
-        let refusal = refusal.or_else(|| {
-            let listeners = self.message_listeners.matching(name);
-            let kept = listeners
-                .iter()
-                .all(|l| l.on_message(Some(&session), name, &mut msg));
-            (!kept).then_some(Refusal::MessageDeleted)
-        });
-        if let Some(refusal) = refusal {
-            return self.outgoing_reply(Some(&session), &msg, refusal.reply_to(&msg));
-        }
-        // The reply is final before the message moves on to its receivers.
-        let reply = self.outgoing_reply(Some(&session), &msg, Reply::success(&msg));
-        EngineStats::count(&self.stats.publishes);
-        match name.kind() {
-            ChannelKind::Broadcast => {
-                let map = msg.as_map_mut();
-                // Deliveries never carry the publisher's id nor the request id (it could
-                // collide with a pending remote call of the receiver).
-                map.remove("id");
-                map.remove("clientId");
-                map.insert("channel".into(), Value::String(name.as_str().to_owned()));
-                let to_publisher = self
-                    .channels
-                    .options(name)
-                    .and_then(|o| o.broadcast_to_publisher)
-                    .unwrap_or(self.config.broadcast_to_publisher);
-                let skip = (!to_publisher).then(|| session.client_id());
-                if let Some(delivery) = self.outgoing_delivery(msg) {
-                    self.broadcast(now, name, &delivery, skip);
-                }
-            }
-            ChannelKind::Service => self.call_service(&session, name, &msg),
-            ChannelKind::Meta => {}
-        }
-        reply
-    }
-
-    /// Hands a service message to the most specific service; queues its answer, if any, for
-    /// the caller as a remote-call result (same `channel` and `id`, result in `data`).
-    fn call_service(&self, session: &Arc<Session>, channel: &ChannelName, msg: &Message) {
-        let Some(service) = self.services.matching(channel).into_iter().next() else {
-            return;
-        };
-        let request = ServiceRequest {
-            session,
-            channel,
-            message: msg,
-        };
-        let Some(answer) = service.call(request) else {
-            return;
-        };
-        let (successful, data) = match answer {
-            ServiceReply::Success(data) => (true, data),
-            ServiceReply::Failure(data) => (false, data),
-        };
-        let mut result = Message::new()
-            .with("channel", channel.as_str())
-            .with("data", data)
-            .with("successful", successful);
-        if let Some(id) = msg.id() {
-            result = result.with("id", id.clone());
-        }
-        if let Some(encoded) = self.outgoing_delivery(result) {
-            EngineStats::count(&self.stats.deliveries);
-            if !session.enqueue(encoded, &self.config, &self.stats, None) {
-                self.remove_session(session, RemovalReason::QueueFull);
-            }
-        }
-    }
-
-    /// Sends a message straight to one session (no subscription, no channel listener, no
-    /// authorization): `channel` and `data`, plus `id` and `successful` when given (a late
-    /// remote-call answer). Returns false when the session does not exist.
-    pub fn deliver(&self, client_id: &str, message: Message) -> bool {
-        let Some(session) = self.session(client_id) else {
-            return false;
-        };
-        if let Some(encoded) = self.outgoing_delivery(message) {
-            EngineStats::count(&self.stats.deliveries);
-            if !session.enqueue(encoded, &self.config, &self.stats, None) {
-                self.remove_session(&session, RemovalReason::QueueFull);
-            }
-        }
-        true
-    }
-
-    /// Runs the security policy and the channel's authorizers.
-    pub(crate) fn authorize(
-        &self,
-        operation: Operation,
-        channel: &ChannelName,
-        session: &Session,
-        msg: &Message,
-    ) -> Result<(), Refusal> {
-        let authorizers = self.authorizers.matching(channel);
-        security::check(
-            &*self.policy,
-            &authorizers,
-            operation,
-            channel,
-            session,
-            msg,
-        )
-    }
-
-    /// Publishes `data` on a broadcast channel from the server itself; returns how many
-    /// sessions it was queued for.
-    pub fn publish(
-        &self,
-        now: Instant,
-        channel: &ChannelName,
-        data: Value,
-    ) -> Result<usize, Refusal> {
-        if channel.kind() != ChannelKind::Broadcast || channel.is_wildcard() {
-            return Err(Refusal::ChannelInvalid);
-        }
-        let mut msg = Message::new()
-            .with("channel", channel.as_str())
-            .with("data", data);
-        let listeners = self.message_listeners.matching(channel);
-        if !listeners
-            .iter()
-            .all(|l| l.on_message(None, channel, &mut msg))
-        {
-            return Ok(0);
-        }
-        self.use_channel(channel)?;
-        EngineStats::count(&self.stats.publishes);
-        Ok(match self.outgoing_delivery(msg) {
-            Some(delivery) => self.broadcast(now, channel, &delivery, None),
-            None => 0,
-        })
-    }
-
-    /// Queues one encoded message for every subscriber of `channel`: the same shared bytes for
-    /// all of them.
-    fn broadcast(
-        &self,
-        now: Instant,
-        channel: &ChannelName,
-        delivery: &EncodedMessage,
-        skip: Option<&ClientId>,
-    ) -> usize {
-        let flush_by = self
-            .channels
-            .lazy_timeout(channel, self.config.max_lazy_timeout)
-            .map(|wait| now + wait);
-        let mut count = 0;
-        let mut overflowed = Vec::new();
-        for session in self.subscriptions.subscribers(channel) {
-            if Some(session.client_id()) == skip {
-                continue;
-            }
-            if !session.enqueue(delivery.clone(), &self.config, &self.stats, flush_by) {
-                overflowed.push(session);
-            }
-            count += 1;
-        }
-        self.stats
-            .deliveries
-            .fetch_add(count as u64, Ordering::Relaxed);
-        for session in &overflowed {
-            self.remove_session(session, RemovalReason::QueueFull);
-        }
-        count
-    }
-
-    /// Answers a held connect: its queued deliveries, then its reply.
-    pub fn complete_hold(&self, now: Instant, hold: Hold) -> HoldEnd {
-        if self.drain_due(hold.session.client_id(), now) {
-            return self.drain_hold(&hold);
-        }
-        let (request, mut messages, reply) = {
-            let mut st = hold.session.lock();
-            let slot = match st.hold.take() {
-                Some(slot) if slot.ticket == hold.ticket => slot,
-                other => {
-                    st.hold = other;
-                    return HoldEnd::Superseded;
-                }
-            };
-            if let Some(browser) = &slot.browser {
-                self.release_browser_slot(browser);
-            }
-            let mut reply = Reply::success(&slot.request);
-            if st.removed.is_some() {
-                reply.advice = Some(Advice::stop());
-                (slot.request, Vec::new(), reply)
-            } else {
-                if std::mem::take(&mut st.readvise) || self.shutting_down.load(Ordering::Relaxed) {
-                    reply.advice = Some(self.connect_advice(&st));
-                }
-                st.expire_at = now + st.interval + self.config.max_interval;
-                (slot.request, st.drain_for_connect(), reply)
-            }
-        };
-        messages.push(self.outgoing_reply(Some(&hold.session), &request, reply));
-        HoldEnd::Reply(messages)
-    }
-
-    /// Answers a held connect of a draining server: `503::draining`, handshake elsewhere;
-    /// the session is removed.
-    fn drain_hold(&self, hold: &Hold) -> HoldEnd {
-        // What is already queued goes out with the answer, ahead of it.
-        let (request, mut messages) = {
-            let mut st = hold.session.lock();
-            match st.hold.take() {
-                Some(slot) if slot.ticket == hold.ticket => {
-                    if let Some(browser) = &slot.browser {
-                        self.release_browser_slot(browser);
-                    }
-                    (slot.request, st.drain_for_connect())
-                }
-                other => {
-                    st.hold = other;
-                    return HoldEnd::Superseded;
-                }
-            }
-        };
-        self.remove_session(&hold.session, RemovalReason::Drained);
-        let reply = Refusal::Draining.reply_to(&request);
-        messages.push(self.outgoing_reply(Some(&hold.session), &request, reply));
-        HoldEnd::Reply(messages)
-    }
-
-    /// Forgets a held connect whose waiter went away without an answer (client gone): the
-    /// session then expires as if the connect had been answered at its deadline.
-    pub fn abandon_hold(&self, now: Instant, hold: &Hold) {
-        let mut st = hold.session.lock();
-        if st
-            .hold
-            .as_ref()
-            .is_some_and(|slot| slot.ticket == hold.ticket)
-        {
-            let slot = st.hold.take().expect("checked just above");
-            if let Some(browser) = &slot.browser {
-                self.release_browser_slot(browser);
-            }
-            // As if the connect had been answered at its deadline: a client that went away
-            // mid-hold gets the same grace as one that stopped polling after a reply.
-            st.expire_at = slot.deadline.max(now) + st.interval + self.config.max_interval;
-        }
-    }
-
-    /// Creates a local session: a server-side client, named `<id_hint>_<random>`, whose
-    /// deliveries go to `sink` as they are published, and which never expires. It subscribes
-    /// and publishes through [`Engine::handle`] with a [`TransportKind::Local`] context, under
-    /// the same rules as remote clients (the security policy's handshake check excepted).
-    pub fn create_local_session(
-        &self,
-        now: Instant,
-        id_hint: &str,
-        sink: LocalSink,
-    ) -> Arc<Session> {
-        let cid = ClientId::new(format!("{id_hint}_{}", self.ids.client_id()));
-        let session = Arc::new(Session::new(cid.clone(), None, now, now));
-        {
-            let mut st = session.lock();
-            st.sink = Some(sink);
-            st.connected = true;
-        }
-        self.sessions.insert(cid.clone(), Arc::clone(&session));
-        for listener in &self.listeners {
-            listener.session_added(&cid);
-        }
-        session
-    }
-
-    /// Attaches a websocket connection to push `client_id`'s deliveries as they are queued,
-    /// replacing any connection attached before. `None` when the session does not exist.
-    pub fn attach_pusher(&self, client_id: &str) -> Option<Pusher> {
-        let session = self.session(client_id)?;
-        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        session.lock().pusher = Some(PusherSlot {
-            connection,
-            waker: None,
-        });
-        Some(Pusher {
-            session,
-            connection,
-            deliver_only: self.config.meta_connect_deliver_only,
-        })
-    }
-
-    /// Removes sessions that stopped connecting, and channels unused for a few sweeps;
-    /// returns how many sessions. Call it every sweep period.
-    ///
-    /// A session whose held connect was never answered nor abandoned (its waiter vanished)
-    /// expires `interval + maxInterval` after that connect's deadline.
-    pub fn sweep(&self, now: Instant) -> usize {
-        let expired: Vec<Arc<Session>> = self
-            .sessions
-            .iter()
-            .filter(|entry| {
-                let mut st = entry.value().lock();
-                if st.sink.is_some() {
-                    return false;
-                }
-                st.flush_lazy(now, &self.config);
-                if self.drain_due(entry.key(), now) {
-                    if let Some(slot) = st.hold.as_mut() {
-                        slot.release();
-                    }
-                }
-                let due = match &st.hold {
-                    Some(slot) => slot.deadline + st.interval + self.config.max_interval,
-                    None => st.expire_at,
-                };
-                now >= due
-            })
-            .map(|entry| Arc::clone(entry.value()))
-            .collect();
-        for session in &expired {
-            self.remove_session(session, RemovalReason::Timeout);
-        }
-        let removed = self.channels.sweep(|name| {
-            self.subscriptions.has_subscribers(name)
-                || self.authorizers.contains(name)
-                || self.services.contains(name)
-                || self.message_listeners.contains(name)
-        });
-        for name in &removed {
-            for listener in &self.channel_listeners {
-                listener.channel_removed(name);
-            }
-        }
-        expired.len()
-    }
-
-    /// Disconnects a session from the server side. Its held connect is answered with
-    /// `reconnect: none`. Returns false when no such session exists.
-    pub fn disconnect_session(&self, client_id: &str) -> bool {
-        let Some(session) = self.sessions.get(client_id).map(|s| Arc::clone(s.value())) else {
-            return false;
-        };
-        self.remove_session(&session, RemovalReason::Disconnect);
-        true
-    }
-
-    /// Starts shutting down: every held connect is released now and answered with advice to
-    /// reconnect; later connects are answered at once.
-    pub fn shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
-        for entry in self.sessions.iter() {
-            if let Some(slot) = entry.value().lock().hold.as_mut() {
-                slot.release();
-            }
-        }
-    }
-
-    /// Starts draining: new handshakes are refused with `503::draining` and advice to
-    /// handshake again (elsewhere); each held connect is answered the same way at a moment
-    /// spread over `window` (so clients do not all move at once), and its session removed;
-    /// connects arriving once their moment has passed likewise. Other messages keep working
-    /// meanwhile. Call [`Engine::sweep`] regularly: it is what releases the held connects.
-    pub fn drain(&self, now: Instant, window: Duration) {
-        let _ = self.drain.set((now, window));
-    }
-
-    /// True once [`Engine::shutdown`] was called.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
-    }
-
-    /// True once [`Engine::drain`] was called.
-    pub fn is_draining(&self) -> bool {
-        self.drain.get().is_some()
-    }
-
-    /// Whether the session's moment to leave a draining server has come.
-    pub(crate) fn drain_due(&self, client_id: &ClientId, now: Instant) -> bool {
-        let Some((started, window)) = self.drain.get() else {
-            return false;
-        };
-        // A stable, well-spread offset per session within the window.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(client_id.as_str(), &mut hasher);
-        let window_ms = millis(*window).max(1);
-        let offset = std::hash::Hasher::finish(&hasher) % window_ms;
-        now >= *started + Duration::from_millis(offset)
     }
 
     /// Running totals (handshakes, publishes, deliveries, refusals, ...).
@@ -958,120 +507,18 @@ impl Engine {
     pub fn browsers_holding(&self) -> usize {
         self.browsers.len()
     }
+}
 
-    pub(crate) fn remove_session(&self, session: &Arc<Session>, reason: RemovalReason) {
-        self.sessions
-            .remove_if(session.client_id(), |_, s| Arc::ptr_eq(s, session));
-        let subscriptions = {
-            let mut st = session.lock();
-            if st.removed.is_some() {
-                return;
-            }
-            st.removed = Some(reason);
-            st.queue.clear();
-            // The held connect stays in place so its waiter answers `reconnect: none`; its
-            // browser slot is freed now, in case that waiter is gone.
-            let browser = st.hold.as_mut().and_then(|slot| {
-                slot.release();
-                slot.browser.take()
-            });
-            if let Some(browser) = browser {
-                self.release_browser_slot(&browser);
-            }
-            std::mem::take(&mut st.subscriptions)
-        };
-        for name in &subscriptions {
-            self.subscriptions.remove(name, session.client_id());
-        }
-        if let Some(browser) = session.browser() {
-            self.uncount_browser_session(browser);
-        }
-        self.stats.count_removal(reason);
-        for listener in &self.listeners {
-            listener.session_removed(session.client_id(), reason);
+/// The parts of a request its reply is made of (`id`, `channel`, `clientId`, `subscription`,
+/// `ext`): enough to answer it anew, without keeping its data.
+fn trimmed(msg: &Message) -> Message {
+    let mut kept = Message::new();
+    for key in ["id", "channel", "clientId", "subscription", "ext"] {
+        if let Some(value) = msg.get(key) {
+            kept = kept.with(key, value.clone());
         }
     }
-
-    /// Finds the session of `client_id`, if the request may act for it.
-    ///
-    /// Over HTTP a session is only found with the browser cookie it was handshaken with,
-    /// unless `trust_client_session` is on: a leaked `clientId` alone is useless.
-    pub(crate) fn find_session(
-        &self,
-        client_id: &str,
-        ctx: &RequestContext,
-    ) -> Option<Arc<Session>> {
-        if ctx.require_bound_session
-            && ctx.bound_session.as_ref().map(ClientId::as_str) != Some(client_id)
-        {
-            return None;
-        }
-        let session = self
-            .sessions
-            .get(client_id)
-            .map(|s| Arc::clone(s.value()))?;
-        let trusted = self.config.trust_client_session
-            || !ctx.transport.is_http()
-            || (session.browser().is_some() && session.browser() == ctx.browser.as_ref());
-        trusted.then_some(session)
-    }
-
-    fn piggy_back(&self, ctx: &RequestContext) -> bool {
-        !self.config.meta_connect_deliver_only && ctx.transport != TransportKind::CallbackPolling
-    }
-
-    /// Counts one more session for `browser`, unless it has `maxBrowserSessions` already.
-    pub(crate) fn count_browser_session(&self, browser: &BrowserId) -> bool {
-        let mut count = self.browser_sessions.entry(browser.clone()).or_insert(0);
-        if *count >= self.config.max_browser_sessions {
-            return false;
-        }
-        *count += 1;
-        true
-    }
-
-    fn uncount_browser_session(&self, browser: &BrowserId) {
-        if let Some(mut count) = self.browser_sessions.get_mut(browser) {
-            *count = count.saturating_sub(1);
-        }
-        self.browser_sessions
-            .remove_if(browser, |_, count| *count == 0);
-    }
-
-    pub(crate) fn release_browser_slot(&self, browser: &BrowserId) {
-        if let Some(mut count) = self.browsers.get_mut(browser) {
-            *count = count.saturating_sub(1);
-        }
-        self.browsers.remove_if(browser, |_, count| *count == 0);
-    }
-
-    /// Full advice for a connect reply: the effective interval and the server's timeout.
-    ///
-    /// While shutting down, the interval is at least [`SHUTDOWN_RETRY_INTERVAL`]: released
-    /// clients come back after the server is gone (and fail over or re-handshake) instead of
-    /// spinning on immediate replies in the meantime.
-    pub(crate) fn connect_advice(&self, st: &crate::session::SessionState) -> Advice {
-        let mut interval = st.interval;
-        if self.shutting_down.load(Ordering::Relaxed) {
-            interval = interval.max(SHUTDOWN_RETRY_INTERVAL);
-        }
-        self.full_advice(interval)
-    }
-
-    /// `reconnect: retry` with `interval`, the server's `timeout`, and `maxInterval` when
-    /// `handshakeReconnect` is on: the advice of handshake and re-advised connect replies.
-    pub(crate) fn full_advice(&self, interval: std::time::Duration) -> Advice {
-        Advice {
-            reconnect: Some(Reconnect::Retry),
-            interval: Some(millis(interval)),
-            timeout: Some(millis(self.config.timeout)),
-            max_interval: self
-                .config
-                .handshake_reconnect
-                .then(|| millis(self.config.max_interval)),
-            multiple_clients: None,
-        }
-    }
+    kept
 }
 
 impl std::fmt::Debug for Engine {

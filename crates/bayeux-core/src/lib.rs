@@ -18,8 +18,13 @@
 //! ```
 //!
 //! # Layout
-//! - [`engine`]: [`Engine::handle`] and the publish path, holds, sweeping, shutdown.
+//! - [`engine`]: the engine's state and [`Engine::handle`], the path of one batch.
 //! - `meta`: handshake, connect, disconnect, subscribe and unsubscribe.
+//! - `publish`: a client's publish, services, publishing from the server, fan-out.
+//! - [`hold`]: held connects and websocket pushers.
+//! - [`lifecycle`]: local sessions, expiry sweeps, removal, shutdown and drain.
+//! - [`log`]: entries and effects: where changes to shared state go, one node or a cluster.
+//! - [`handover`]: session records, taking a session over from another node, releasing one.
 //! - [`session`]: one session's queue, subscriptions, held connect and expiry.
 //! - [`subscriptions`]: the index from subscription names to sessions.
 //! - [`extension`]: hooks on every message in and out; [`ack`]: acknowledged delivery.
@@ -34,9 +39,14 @@ pub mod channels;
 pub mod config;
 pub mod engine;
 pub mod extension;
+pub mod handover;
+pub mod hold;
 pub mod ids;
+pub mod lifecycle;
 pub mod listener;
+pub mod log;
 mod meta;
+mod publish;
 mod registry;
 pub mod security;
 pub mod service;
@@ -47,10 +57,14 @@ pub mod subscriptions;
 pub use ack::AckExtension;
 pub use channels::{ChannelListener, ChannelOptions};
 pub use config::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
-pub use engine::{Engine, Hold, HoldEnd, Outcome, Pusher, RequestContext, RequestError};
+pub use engine::{Engine, Outcome, RequestContext, RequestError};
 pub use extension::Extension;
+pub use handover::SessionRecord;
+pub use hold::{Hold, HoldEnd, Pusher};
 pub use ids::{BrowserId, IdSource, SequentialIds};
+pub use lifecycle::Sweep;
 pub use listener::{RemovalReason, SessionListener};
+pub use log::{Action, Applied, Effect, Entry, LogMode};
 pub use security::{AllowAll, Authorization, Authorizer, HttpInfo, Operation, SecurityPolicy};
 pub use service::{MessageListener, Service, ServiceReply, ServiceRequest};
 pub use session::{LocalSink, Session};

@@ -10,14 +10,24 @@ use bayeux_message::{
 use serde_json::Value;
 
 use crate::config::{millis, TransportKind};
-use crate::engine::{Engine, Hold, RequestContext, Step};
+use crate::engine::{Engine, RequestContext, Step};
+use crate::hold::Hold;
+use crate::listener::RemovalReason;
+use crate::log::{Action, Entry, Followup, LogMode, Pending};
 use crate::security::Operation;
 use crate::session::{HoldSlot, Session};
 use crate::stats::EngineStats;
 
 impl Engine {
-    /// `/meta/handshake`: a new session, every time.
-    pub(crate) fn handshake(&self, now: Instant, ctx: &RequestContext, msg: &Message) -> Step {
+    /// `/meta/handshake`: a new session, every time. In a cluster it exists once the registry
+    /// has it (an effect), and only then are the listeners told.
+    pub(crate) fn handshake(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        msg: &Message,
+        effects: &mut Vec<Pending>,
+    ) -> Step {
         let cid = self.ids.client_id();
         // Until its first connect, a session lives as long as after a connect reply.
         let expire_at = now + self.config.interval + self.config.max_interval;
@@ -32,6 +42,8 @@ impl Engine {
             ctx.browser.clone(),
             now,
             expire_at,
+            self.ack_numbering(),
+            self.applied_position(),
         ));
         session.lock().transport = ctx.transport;
         if !self.policy.can_handshake(&session, ctx, msg) {
@@ -43,8 +55,16 @@ impl Engine {
             }
         }
         self.sessions.insert(cid.clone(), Arc::clone(&session));
-        for listener in &self.listeners {
-            listener.session_added(&cid);
+        match self.log_mode {
+            LogMode::Inline => {
+                for listener in &self.listeners {
+                    listener.session_added(&cid);
+                }
+            }
+            LogMode::Shared => effects.push(Pending {
+                action: Action::Register(cid.clone()),
+                followup: Followup::Added(cid.clone()),
+            }),
         }
         let reply = Reply {
             client_id: Some(cid.clone()),
@@ -82,7 +102,7 @@ impl Engine {
                 return Step::Reply(Refusal::ConnectionTypeUnsupported.reply_to(msg));
             }
         }
-        if self.drain_due(session.client_id(), now) {
+        if self.log_mode == LogMode::Inline && self.drain_due(session.client_id(), now) {
             // Sent elsewhere, with what was queued for it handed over first.
             let queued = {
                 let mut st = session.lock();
@@ -94,12 +114,12 @@ impl Engine {
                 }
                 st.drain_for_connect()
             };
-            self.remove_session(&session, crate::listener::RemovalReason::Drained);
+            self.remove_session(&session, RemovalReason::Drained);
             return Step::Connect(queued, Refusal::Draining.reply_to(msg));
         }
         EngineStats::count(&self.stats.connects);
         let mut st = session.lock();
-        if st.removed.is_some() {
+        if st.removed {
             return Step::Reply(Refusal::SessionUnknown.reply_to(msg));
         }
         st.transport = ctx.transport;
@@ -211,17 +231,36 @@ impl Engine {
         Step::Connect(st.drain_for_connect(), reply)
     }
 
-    /// `/meta/disconnect`: removes the session and releases its held connect.
-    pub(crate) fn disconnect(&self, ctx: &RequestContext, msg: &Message) -> Reply {
+    /// `/meta/disconnect`: removes the session and releases its held connect (in a cluster,
+    /// once the registry forgot it).
+    pub(crate) fn disconnect(
+        &self,
+        ctx: &RequestContext,
+        msg: &Message,
+        effects: &mut Vec<Pending>,
+    ) -> Reply {
         let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
             return Refusal::SessionUnknown.reply_to(msg);
         };
-        self.remove_session(&session, crate::listener::RemovalReason::Disconnect);
+        if self.log_mode == LogMode::Shared && !session.is_local() {
+            effects.push(Pending {
+                action: Action::Unregister(session.client_id().clone()),
+                followup: Followup::Removed(session, RemovalReason::Disconnect),
+            });
+        } else {
+            self.remove_session(&session, RemovalReason::Disconnect);
+        }
         Reply::success(msg)
     }
 
     /// `/meta/subscribe`: all channels of `subscription`, or none of them.
-    pub(crate) fn subscribe(&self, now: Instant, ctx: &RequestContext, msg: &Message) -> Reply {
+    pub(crate) fn subscribe(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        msg: &Message,
+        effects: &mut Vec<Pending>,
+    ) -> Reply {
         let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
             return Refusal::SessionUnknown.reply_to(msg);
         };
@@ -251,43 +290,55 @@ impl Engine {
                 return refusal.reply_to(msg);
             }
         }
-        let mut added = Vec::new();
-        {
+        // Service channels answer the subscribe but record nothing: their messages are never
+        // broadcast.
+        let broadcast: Vec<ChannelName> = names
+            .into_iter()
+            .filter(|n| n.kind() == ChannelKind::Broadcast)
+            .collect();
+        let fresh: Vec<ChannelName> = {
             let mut st = session.lock();
-            if st.removed.is_some() {
+            if st.removed {
                 return Refusal::SessionUnknown.reply_to(msg);
             }
             st.touch(now, self.config.max_interval);
-            let fresh = names
+            let fresh: Vec<ChannelName> = broadcast
                 .iter()
-                .filter(|n| n.kind() == ChannelKind::Broadcast && !st.subscriptions.contains(*n))
-                .count();
-            if st.subscriptions.len() + fresh > self.config.max_subscriptions {
+                .filter(|n| !st.subscriptions.contains_key(*n))
+                .cloned()
+                .collect();
+            if st.subscriptions.len() + fresh.len() > self.config.max_subscriptions {
                 return Refusal::TooManySubscriptions.reply_to(msg);
             }
-            // Service channels answer the subscribe but record nothing: their messages are
-            // never broadcast. The index is updated under the session lock, so a concurrent
-            // removal sees every subscription it must undo.
-            for name in names
-                .into_iter()
-                .filter(|n| n.kind() == ChannelKind::Broadcast)
-            {
-                if st.subscriptions.insert(name.clone()) {
-                    self.subscriptions.add(&name, &session);
-                    added.push(name);
+            fresh
+        };
+        if self.applies_here(&session) {
+            let added = self.add_subscriptions(&session, &fresh, self.applied_position());
+            for name in &added {
+                for listener in &self.listeners {
+                    listener.subscribed(session.client_id(), name);
                 }
             }
-        }
-        for name in &added {
-            for listener in &self.listeners {
-                listener.subscribed(session.client_id(), name);
-            }
+        } else if !broadcast.is_empty() {
+            effects.push(Pending {
+                action: Action::Append(Entry::Subscribe {
+                    session: session.client_id().clone(),
+                    channels: broadcast,
+                }),
+                followup: Followup::Subscribed(session.client_id().clone(), fresh),
+            });
         }
         subscription_reply(msg)
     }
 
     /// `/meta/unsubscribe`: succeeds whether or not the session was subscribed.
-    pub(crate) fn unsubscribe(&self, now: Instant, ctx: &RequestContext, msg: &Message) -> Reply {
+    pub(crate) fn unsubscribe(
+        &self,
+        now: Instant,
+        ctx: &RequestContext,
+        msg: &Message,
+        effects: &mut Vec<Pending>,
+    ) -> Reply {
         let Some(session) = msg.client_id().and_then(|cid| self.find_session(cid, ctx)) else {
             return Refusal::SessionUnknown.reply_to(msg);
         };
@@ -298,23 +349,38 @@ impl Engine {
         if names.iter().any(|n| n.kind() == ChannelKind::Meta) {
             return Refusal::UnsubscribeFailed.reply_to(msg);
         }
-        let mut removed = Vec::new();
-        {
+        let held: Vec<ChannelName> = {
             let mut st = session.lock();
             st.touch(now, self.config.max_interval);
-            for name in names {
-                if st.subscriptions.remove(&name) {
-                    self.subscriptions.remove(&name, session.client_id());
-                    removed.push(name);
+            names
+                .iter()
+                .filter(|n| st.subscriptions.contains_key(*n))
+                .cloned()
+                .collect()
+        };
+        if self.applies_here(&session) {
+            let removed = self.remove_subscriptions(&session, &names);
+            for name in &removed {
+                for listener in &self.listeners {
+                    listener.unsubscribed(session.client_id(), name);
                 }
             }
-        }
-        for name in &removed {
-            for listener in &self.listeners {
-                listener.unsubscribed(session.client_id(), name);
-            }
+        } else {
+            effects.push(Pending {
+                action: Action::Append(Entry::Unsubscribe {
+                    session: session.client_id().clone(),
+                    channels: names,
+                }),
+                followup: Followup::Unsubscribed(session.client_id().clone(), held),
+            });
         }
         subscription_reply(msg)
+    }
+
+    /// Whether a session's subscriptions change at once, here: on one node, and for local
+    /// sessions, which never leave their node.
+    fn applies_here(&self, session: &Session) -> bool {
+        self.log_mode == LogMode::Inline || session.is_local()
     }
 }
 

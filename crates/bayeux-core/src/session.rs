@@ -5,7 +5,7 @@
 //! sessions map, then a session, then the subscription index or the browser counters; never
 //! the other way round.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message};
 use serde_json::Value;
 
-use crate::ack::AckQueue;
+use crate::ack::{AckNumbering, AckQueue};
 use crate::config::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
 use crate::extension::Extension;
 use crate::ids::BrowserId;
-use crate::listener::RemovalReason;
 use crate::stats::EngineStats;
 
 /// A server session, shared between the engine, the subscription index and held connects.
@@ -31,15 +30,20 @@ pub struct Session {
     /// on the way out). Rarely used, so kept out of the hot state's lock.
     extensions: RwLock<Vec<Arc<dyn Extension>>>,
     has_extensions: AtomicBool,
+    /// How acknowledged batches are numbered, should the client ask for them.
+    numbering: AckNumbering,
 }
 
 pub(crate) struct SessionState {
-    pub(crate) queue: VecDeque<EncodedMessage>,
-    pub(crate) subscriptions: HashSet<ChannelName>,
+    pub(crate) queue: VecDeque<Queued>,
+    /// Subscription names, each with the log position from which it counts (0 on one node):
+    /// a session taken over by another node is sent only what it was subscribed to then.
+    pub(crate) subscriptions: HashMap<ChannelName, u64>,
     pub(crate) hold: Option<HoldSlot>,
     /// Set by the first `/meta/connect`: the first one is always answered at once.
     pub(crate) connected: bool,
-    pub(crate) removed: Option<RemovalReason>,
+    /// Removed, or moved to another node: nothing is queued for it any more.
+    pub(crate) removed: bool,
     /// When the session expires if no connect is held.
     pub(crate) expire_at: Instant,
     /// Nesting depth of requests being processed for this session: while above zero, a queued
@@ -67,6 +71,21 @@ pub(crate) struct SessionState {
     pub(crate) transport: TransportKind,
     /// The publish rate limiter's bucket: tokens left, as of when.
     pub(crate) publish_tokens: (f64, Option<Instant>),
+    /// Log position of the last message handed to the client (a cluster's checkpoint).
+    pub(crate) sent_through: u64,
+    /// The session moved to another node: a held connect is answered with advice to retry
+    /// (there), not to stop.
+    pub(crate) moved: bool,
+    /// Something a checkpoint records changed since the last one was taken.
+    pub(crate) dirty: bool,
+}
+
+/// A message waiting in a session's queue.
+#[derive(Clone, Debug)]
+pub(crate) struct Queued {
+    /// Its position in the shared log; 0 on a single node.
+    pub(crate) position: u64,
+    pub(crate) message: EncodedMessage,
 }
 
 /// Where a local session's deliveries go.
@@ -100,24 +119,28 @@ impl HoldSlot {
 }
 
 impl Session {
+    /// A session whose checkpoint starts at log position `position` (0 on a single node).
     pub(crate) fn new(
         id: ClientId,
         browser: Option<BrowserId>,
         created_at: Instant,
         expire_at: Instant,
+        numbering: AckNumbering,
+        position: u64,
     ) -> Self {
         Self {
             id,
             browser,
             created_at,
+            numbering,
             extensions: RwLock::new(Vec::new()),
             has_extensions: AtomicBool::new(false),
             state: Mutex::new(SessionState {
                 queue: VecDeque::new(),
-                subscriptions: HashSet::new(),
+                subscriptions: HashMap::new(),
                 hold: None,
                 connected: false,
-                removed: None,
+                removed: false,
                 expire_at,
                 batch_depth: 0,
                 readvise: false,
@@ -132,6 +155,9 @@ impl Session {
                 flush_at: None,
                 publish_tokens: (0.0, None),
                 transport: TransportKind::LongPolling,
+                sent_through: position,
+                moved: false,
+                dirty: false,
             }),
         }
     }
@@ -168,7 +194,7 @@ impl Session {
 
     /// The channels and patterns the session subscribes to.
     pub fn subscriptions(&self) -> Vec<ChannelName> {
-        let mut subs: Vec<_> = self.lock().subscriptions.iter().cloned().collect();
+        let mut subs: Vec<_> = self.lock().subscriptions.keys().cloned().collect();
         subs.sort();
         subs
     }
@@ -183,6 +209,7 @@ impl Session {
     pub(crate) fn enqueue(
         &self,
         msg: EncodedMessage,
+        position: u64,
         config: &EngineConfig,
         stats: &EngineStats,
         flush_by: Option<Instant>,
@@ -191,7 +218,7 @@ impl Session {
             return true;
         };
         let mut st = self.lock();
-        if st.removed.is_some() {
+        if st.removed {
             return true;
         }
         if let Some(sink) = st.sink.clone() {
@@ -210,7 +237,10 @@ impl Session {
                 }
             }
         }
-        st.queue.push_back(msg);
+        st.queue.push_back(Queued {
+            position,
+            message: msg,
+        });
         if let Some(flush_by) = flush_by {
             st.flush_at = Some(st.flush_at.map_or(flush_by, |at| at.min(flush_by)));
             return true;
@@ -333,13 +363,26 @@ impl Session {
     pub(crate) fn enable_ack(&self) {
         let mut st = self.lock();
         if st.ack.is_none() {
-            st.ack = Some(AckQueue::new());
+            st.ack = Some(AckQueue::new(self.numbering, st.sent_through));
+            st.dirty = true;
         }
     }
 
     pub(crate) fn acknowledge(&self, batch: u64) {
-        if let Some(ack) = self.lock().ack.as_mut() {
-            ack.acknowledge(batch);
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(ack) = st.ack.as_mut() else {
+            return;
+        };
+        if ack.acknowledge(batch) {
+            st.dirty = true;
+        }
+        if self.numbering == AckNumbering::Positions {
+            // Batches are log positions: what is queued at or before the acknowledged one
+            // reached the client already, through the node that had the session before.
+            while st.queue.front().is_some_and(|q| q.position <= batch) {
+                st.queue.pop_front();
+            }
         }
     }
 
@@ -385,11 +428,30 @@ impl SessionState {
     /// The deliveries a connect reply carries: the queue, or with acknowledged delivery
     /// everything not acknowledged yet, numbered as a new batch.
     pub(crate) fn drain_for_connect(&mut self) -> Vec<EncodedMessage> {
+        if self.ack.is_none() {
+            return self.drain_queue();
+        }
         self.flush_at = None;
+        self.note_sent();
         let fresh = self.queue.drain(..);
-        match self.ack.as_mut() {
-            Some(ack) => ack.send(fresh),
-            None => fresh.collect(),
+        let ack = self.ack.as_mut().expect("checked just above");
+        ack.send(fresh)
+    }
+
+    /// Everything queued, in order, now handed to the client.
+    pub(crate) fn drain_queue(&mut self) -> Vec<EncodedMessage> {
+        self.flush_at = None;
+        self.note_sent();
+        self.queue.drain(..).map(|q| q.message).collect()
+    }
+
+    /// Records that the queue is about to be handed to the client.
+    fn note_sent(&mut self) {
+        if let Some(last) = self.queue.back() {
+            if last.position > self.sent_through {
+                self.sent_through = last.position;
+                self.dirty = true;
+            }
         }
     }
 

@@ -403,9 +403,9 @@ fn silent_session_expires_after_interval_plus_max_interval() {
     let mut h = Harness::new();
     let cid = h.client();
     h.advance(Duration::from_millis(9_999));
-    assert_eq!(h.engine.sweep(h.now), 0);
+    assert_eq!(h.engine.sweep(h.now).removed, 0);
     h.advance(Duration::from_millis(1));
-    assert_eq!(h.engine.sweep(h.now), 1);
+    assert_eq!(h.engine.sweep(h.now).removed, 1);
     assert!(h.engine.session(&cid).is_none());
     assert_eq!(h.events(), ["added c1", "removed c1 Timeout"]);
 }
@@ -416,10 +416,10 @@ fn held_session_never_expires_while_held() {
     let cid = h.client();
     let hold = h.hold(&cid);
     h.advance(Duration::from_secs(20));
-    assert_eq!(h.engine.sweep(h.now), 0);
+    assert_eq!(h.engine.sweep(h.now).removed, 0);
     h.complete(hold);
     h.advance(Duration::from_secs(10));
-    assert_eq!(h.engine.sweep(h.now), 1);
+    assert_eq!(h.engine.sweep(h.now).removed, 1);
 }
 
 #[test]
@@ -428,9 +428,9 @@ fn abandoned_hold_expires_after_its_deadline_plus_grace() {
     let cid = h.client();
     let _lost = h.hold(&cid);
     h.advance(Duration::from_secs(29));
-    assert_eq!(h.engine.sweep(h.now), 0);
+    assert_eq!(h.engine.sweep(h.now).removed, 0);
     h.advance(Duration::from_secs(1));
-    assert_eq!(h.engine.sweep(h.now), 1);
+    assert_eq!(h.engine.sweep(h.now).removed, 1);
     assert_eq!(
         h.engine.browsers_holding(),
         0,
@@ -445,9 +445,9 @@ fn other_messages_extend_expiry_by_max_interval() {
     h.advance(Duration::from_secs(8));
     h.subscribe(&cid, "/x");
     h.advance(Duration::from_secs(9));
-    assert_eq!(h.engine.sweep(h.now), 0);
+    assert_eq!(h.engine.sweep(h.now).removed, 0);
     h.advance(Duration::from_secs(1));
-    assert_eq!(h.engine.sweep(h.now), 1);
+    assert_eq!(h.engine.sweep(h.now).removed, 1);
     assert!(
         h.engine.subscriptions().is_empty(),
         "expiry removes the subscriptions too"
@@ -1283,8 +1283,8 @@ fn deliver_reaches_one_session_without_a_subscription() {
     let msg = Message::new()
         .with("channel", "/private")
         .with("data", "psst");
-    assert!(h.engine.deliver(&cid, msg.clone()));
-    assert!(!h.engine.deliver("nobody", msg));
+    assert!(h.engine.deliver(h.now, &cid, msg.clone()));
+    assert!(!h.engine.deliver(h.now, "nobody", msg));
     let (replies, _) = h.connect(&cid, Some(json!({"timeout": 0})));
     assert_eq!(replies[0], json!({"channel": "/private", "data": "psst"}));
     let (replies, _) = h.connect(&other, Some(json!({"timeout": 0})));
@@ -1658,7 +1658,7 @@ fn client_advised_interval_is_capped_at_max_interval() {
     assert_eq!(replies[0]["advice"]["interval"], json!(10_000));
     // The session still expires: after interval + maxInterval, both capped.
     h.advance(Duration::from_secs(20));
-    assert_eq!(h.engine.sweep(h.now), 1);
+    assert_eq!(h.engine.sweep(h.now).removed, 1);
 }
 
 #[test]

@@ -609,7 +609,7 @@ impl World {
                 let due: Vec<usize> = (0..self.clients.len())
                     .filter(|&i| self.clients[i].alive && self.clients[i].due() <= now)
                     .collect();
-                let removed = self.engine.sweep(now);
+                let removed = self.engine.sweep(now).removed;
                 prop_assert_eq!(removed, due.len());
                 for client in due {
                     self.remove(client);

@@ -150,8 +150,14 @@ pub enum Refusal {
     TooManySessions,
     /// `403::too_many_subscriptions`: the session has `maxSubscriptions` subscriptions.
     TooManySubscriptions,
+    /// `503::backplane_unavailable`: a clustered server could not reach its backplane (the
+    /// shared log and session registry), so nothing was done; retry in a while.
+    BackplaneUnavailable,
     /// `503::draining`: this server is draining; handshake again (with another server).
     Draining,
+    /// `503::draining` with advice to retry: a draining node of a cluster does not take
+    /// sessions over; the client's next request reaches another node, which does.
+    DrainingRetry,
     /// `403::handshake_denied`: the security policy refused the handshake.
     HandshakeDenied,
     /// `405::message_id_invalid`: `id` is neither an alphanumeric string nor an integer.
@@ -181,7 +187,8 @@ impl Refusal {
             Self::CreateDenied => "403:denied_by_security_policy:create_denied",
             Self::DataMissing => "400::data_missing",
             Self::Denied(text) => return text.clone(),
-            Self::Draining => "503::draining",
+            Self::BackplaneUnavailable => "503::backplane_unavailable",
+            Self::Draining | Self::DrainingRetry => "503::draining",
             Self::HandshakeDenied => "403::handshake_denied",
             Self::MessageDeleted => "404::message_deleted",
             Self::PublishRateExceeded => "429::publish_rate_exceeded",
@@ -214,6 +221,12 @@ impl Refusal {
             // A draining server sends its clients to handshake again, elsewhere.
             (Self::Draining, _) => Some(Advice {
                 reconnect: Some(Reconnect::Handshake),
+                interval: Some(1_000),
+                ..Advice::default()
+            }),
+            // The session lives on: try again in a while, here or on another node.
+            (Self::BackplaneUnavailable | Self::DrainingRetry, _) => Some(Advice {
+                reconnect: Some(Reconnect::Retry),
                 interval: Some(1_000),
                 ..Advice::default()
             }),

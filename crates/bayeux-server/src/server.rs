@@ -138,7 +138,7 @@ impl Server {
         let message = Message::new()
             .with("channel", name.as_str())
             .with("data", data);
-        Ok(self.inner.engine.deliver(client_id, message))
+        Ok(self.inner.engine.deliver(now(), client_id, message))
     }
 
     /// Answers a remote call later (from another task): a delivery to the caller with the
@@ -161,7 +161,7 @@ impl Server {
             .with("id", id)
             .with("data", data)
             .with("successful", successful);
-        Ok(self.inner.engine.deliver(client_id, message))
+        Ok(self.inner.engine.deliver(now(), client_id, message))
     }
 
     /// Registers a service on a `/service/...` channel or pattern: it receives what clients

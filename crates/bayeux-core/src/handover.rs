@@ -1,0 +1,211 @@
+//! Moving a session between the nodes of a cluster: its record, taking one over, letting one go.
+//!
+//! A session's queue is never copied between nodes: everything queued for it is in the shared
+//! log. What travels is a [`SessionRecord`]: who the session is, what it subscribes to (each
+//! subscription with the log position it counts from), and the *checkpoint*, the log position
+//! through which the client has what it must have (sent to it; acknowledged, with the `ack`
+//! extension). The node taking a session over [`adopt`](Engine::adopt)s the record, then
+//! [`replay`](Engine::replay)s the log after the checkpoint for that session alone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bayeux_message::{ChannelName, ClientId};
+use serde_json::{Map, Value};
+
+use crate::ack::AckQueue;
+use crate::engine::Engine;
+use crate::ids::BrowserId;
+use crate::listener::RemovalReason;
+use crate::log::Entry;
+use crate::session::Session;
+
+/// What a cluster's session registry keeps of a session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub client_id: ClientId,
+    /// The browser cookie it is bound to (HTTP transports).
+    pub browser: Option<BrowserId>,
+    /// Whether the client asked for acknowledged delivery.
+    pub ack: bool,
+    /// Attributes the application attached to it (at handshake, typically).
+    pub attributes: Map<String, Value>,
+    /// Subscriptions, each with the log position it counts from.
+    pub subscriptions: Vec<(ChannelName, u64)>,
+    /// The checkpoint: the log position through which the client has what it must have.
+    pub position: u64,
+}
+
+impl Engine {
+    /// The record of a session served here; `None` when there is no such session.
+    pub fn snapshot(&self, client_id: &str) -> Option<SessionRecord> {
+        let session = self.session(client_id)?;
+        Some(self.record_of(&session))
+    }
+
+    /// Records of the sessions served here whose checkpoint or subscriptions changed since
+    /// their last record was taken: what a periodic checkpoint writes.
+    pub fn changed_records(&self) -> Vec<SessionRecord> {
+        self.sessions
+            .iter()
+            .filter(|entry| {
+                let mut st = entry.value().lock();
+                st.sink.is_none() && std::mem::take(&mut st.dirty)
+            })
+            .map(|entry| self.record_of(entry.value()))
+            .collect()
+    }
+
+    fn record_of(&self, session: &Session) -> SessionRecord {
+        let st = session.lock();
+        let mut subscriptions: Vec<(ChannelName, u64)> = st
+            .subscriptions
+            .iter()
+            .map(|(name, from)| (name.clone(), *from))
+            .collect();
+        subscriptions.sort();
+        let position = match &st.ack {
+            // The client tells which batch it has; until it does, what it acknowledged.
+            Some(ack) => ack.acknowledged(),
+            None => st.sent_through,
+        };
+        SessionRecord {
+            client_id: session.client_id().clone(),
+            browser: session.browser().cloned(),
+            ack: st.ack.is_some(),
+            attributes: st.attributes.clone().into_iter().collect(),
+            subscriptions,
+            position,
+        }
+    }
+
+    /// Lets another node take the session: returns its record and removes it here, without
+    /// telling the listeners (it lives on). A held connect is answered with advice to retry
+    /// at once, carrying nothing: what was queued is in the log, and the next node sends it.
+    pub fn release(&self, client_id: &str) -> Option<SessionRecord> {
+        let session = self.session(client_id)?;
+        let record = self.record_of(&session);
+        {
+            let mut st = session.lock();
+            st.moved = true;
+        }
+        self.drop_session(&session);
+        Some(record)
+    }
+
+    /// Serves a session taken over from another node, as `record` describes it: no
+    /// handshake, no listeners. Replay the log after `record.position` with
+    /// [`Engine::replay`] before applying anything newer to it.
+    pub fn adopt(&self, now: Instant, record: &SessionRecord) -> Arc<Session> {
+        if let Some(existing) = self.session(record.client_id.as_str()) {
+            return existing;
+        }
+        let expire_at = now + self.config.interval + self.config.max_interval;
+        let session = Arc::new(Session::new(
+            record.client_id.clone(),
+            record.browser.clone(),
+            now,
+            expire_at,
+            self.ack_numbering(),
+            record.position,
+        ));
+        {
+            let mut st = session.lock();
+            // It connected before, elsewhere: its next connect may be held.
+            st.connected = true;
+            st.interval = self.config.interval;
+            st.attributes = record.attributes.clone().into_iter().collect();
+            if record.ack {
+                st.ack = Some(AckQueue::new(self.ack_numbering(), record.position));
+            }
+        }
+        if let Some(browser) = &record.browser {
+            // Counted like a handshake; a browser over its cap still keeps a moved session.
+            let _ = self.count_browser_session(browser);
+        }
+        for (name, from) in &record.subscriptions {
+            self.add_subscriptions(&session, std::slice::from_ref(name), *from);
+        }
+        self.sessions
+            .insert(record.client_id.clone(), Arc::clone(&session));
+        session
+    }
+
+    /// Applies a log entry at `position` to one session being taken over, as its former node
+    /// would have: a message only if the session subscribed to it before it was published.
+    pub fn replay(&self, now: Instant, session: &Arc<Session>, position: u64, entry: &Entry) {
+        match entry {
+            Entry::Publish {
+                channel,
+                message,
+                skip,
+            } => {
+                if skip.as_ref() == Some(session.client_id()) {
+                    return;
+                }
+                let subscribed = {
+                    let st = session.lock();
+                    channel.subscribers_keys().iter().any(|key| {
+                        st.subscriptions
+                            .get(key.as_str())
+                            .is_some_and(|from| *from < position)
+                    })
+                };
+                if subscribed {
+                    let flush_by = self
+                        .channels
+                        .lazy_timeout(channel, self.config.max_lazy_timeout)
+                        .map(|wait| now + wait);
+                    session.enqueue(
+                        message.clone(),
+                        position,
+                        &self.config,
+                        &self.stats,
+                        flush_by,
+                    );
+                }
+            }
+            Entry::Deliver { to, message } if to == session.client_id() => {
+                session.enqueue(message.clone(), position, &self.config, &self.stats, None);
+            }
+            Entry::Subscribe {
+                session: cid,
+                channels,
+            } if cid == session.client_id() => {
+                self.add_subscriptions(session, channels, position);
+            }
+            Entry::Unsubscribe {
+                session: cid,
+                channels,
+            } if cid == session.client_id() => {
+                self.remove_subscriptions(session, channels);
+            }
+            Entry::Remove { session: cid } if cid == session.client_id() => {
+                self.drop_session(session);
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes a session that ended on another node, without telling the listeners (they
+    /// were told there); its held connect is answered with `reconnect: none`. False when it
+    /// is not served here.
+    pub fn forget(&self, client_id: &str) -> bool {
+        let Some(session) = self.session(client_id) else {
+            return false;
+        };
+        self.drop_session(&session);
+        true
+    }
+
+    /// Removes a session and tells the listeners, for `reason` (after the registry agreed,
+    /// in a cluster). False when it is not served here.
+    pub fn remove(&self, client_id: &str, reason: RemovalReason) -> bool {
+        let Some(session) = self.session(client_id) else {
+            return false;
+        };
+        self.remove_session(&session, reason);
+        true
+    }
+}
