@@ -343,15 +343,20 @@ for (const transport of TRANSPORTS) {
         });
         return { status: response.status, text: await response.text() };
       };
-      assert.deepEqual(await post('hello'), { status: 200, text: 'sent to 1 sessions\n' });
+      assert.deepEqual(await post('hello'), { status: 200, text: 'published\n' });
       await announcements.waitFor(1);
       assert.deepEqual(announcements.messages.map((m) => ({ channel: m.channel, data: m.data })),
         [{ channel: '/announcements', data: { text: 'hello' } }]);
 
-      // Once unsubscribed, nobody receives it.
+      // Once unsubscribed, nobody receives it: subscribed again, the client gets only what
+      // was published after.
       const unsubscribed = await client.unsubscribe(announcements.subscription);
       assert.equal(unsubscribed.successful, true, JSON.stringify(unsubscribed));
-      assert.deepEqual(await post('bye'), { status: 200, text: 'sent to 0 sessions\n' });
+      assert.deepEqual(await post('bye'), { status: 200, text: 'published\n' });
+      const again = await client.collect('/announcements');
+      assert.deepEqual(await post('back'), { status: 200, text: 'published\n' });
+      await again.waitFor(1);
+      assert.deepEqual(again.messages.map((m) => m.data), [{ text: 'back' }]);
     });
   });
 }

@@ -12,6 +12,7 @@
 //!   session for "is the server still healthy" checks, and JSON assertion helpers.
 //! - [`jsonp`]: callback-polling GETs (`?jsonp=cb&message=...`) and `cb([...])` unwrapping.
 //! - [`ws`]: a raw websocket client (tokio-tungstenite) returning every frame and close code.
+//! - [`redis`]: real `redis-server` processes (standalone, or a Cluster) for the cluster tests.
 
 // Each test binary that includes this module uses only a subset of the helpers.
 #![allow(dead_code, unused_imports)]
@@ -19,6 +20,7 @@
 pub mod bayeux;
 pub mod http;
 pub mod jsonp;
+pub mod redis;
 pub mod server;
 pub mod ws;
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bayeux_message::{ChannelName, ClientId};
+use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message, Refusal};
 use serde_json::{Map, Value};
 
 use crate::ack::AckQueue;
@@ -197,6 +197,37 @@ impl Engine {
         };
         self.drop_session(&session);
         true
+    }
+
+    /// Tells the listeners that a session served by no node any more (its node died) was
+    /// removed, for `reason`: the node that removed it from the registry does.
+    pub fn tell_removed(&self, client_id: &ClientId, reason: RemovalReason) {
+        self.stats.count_removal(reason);
+        for listener in &self.listeners {
+            listener.session_removed(client_id, reason);
+        }
+    }
+
+    /// Answers every message of a batch with `refusal`, outgoing hooks applied: a cluster's
+    /// node that cannot serve the batch's session now (backplane down, draining).
+    pub fn refuse_batch(&self, batch: &[Message], refusal: &Refusal) -> Vec<EncodedMessage> {
+        batch
+            .iter()
+            .map(|msg| {
+                let session = msg.client_id().and_then(|cid| self.session(cid));
+                self.outgoing_reply(session.as_deref(), msg, refusal.reply_to(msg))
+            })
+            .collect()
+    }
+
+    /// Marks sessions as changed, so that the next [`Engine::changed_records`] includes them
+    /// again (their last checkpoint could not be written).
+    pub fn mark_changed(&self, client_ids: &[ClientId]) {
+        for cid in client_ids {
+            if let Some(session) = self.session(cid.as_str()) {
+                session.lock().dirty = true;
+            }
+        }
     }
 
     /// Removes a session and tells the listeners, for `reason` (after the registry agreed,

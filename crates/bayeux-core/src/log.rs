@@ -191,6 +191,12 @@ impl Engine {
         self.applied.load(Ordering::Acquire)
     }
 
+    /// Starts applying the shared log after `position` (where this node begins reading):
+    /// sessions created from now on have their checkpoint there.
+    pub fn start_at(&self, position: u64) {
+        self.applied.fetch_max(position, Ordering::AcqRel);
+    }
+
     /// Applies an entry read from the shared log at `position`, on this node: the message
     /// goes to the subscribers and sessions served here; subscriptions and removals change
     /// the sessions served here. Call it in log order, from one task.

@@ -21,24 +21,33 @@
 //! - `ids`: [`RandomIds`], session and browser ids from the OS random generator.
 //! - `local`: [`LocalSession`], server code acting as a client.
 //! - `metrics`: Prometheus metrics, rendered by [`Server::render_metrics`].
+//! - [`backplane`]: what the nodes of a cluster share ([`Backplane`]), and
+//!   [`MemoryBackplane`], a cluster inside one process.
+//! - [`cluster`]: the driver of one node of a cluster: reading the log, taking sessions
+//!   over, heartbeats, checkpoints, clean-up.
 //! - `extensions`: [`TimesyncExtension`] and [`TimestampExtension`], which read the wall clock.
 
+pub mod backplane;
+pub mod cluster;
 mod extensions;
 mod ids;
 mod local;
 mod metrics;
 mod server;
 
+pub use backplane::{Backplane, MemoryBackplane, NodeId};
 pub use bayeux_core::{
     AckExtension, AllowAll, Authorization, Authorizer, BrowserId, ChannelListener, ChannelOptions,
-    EngineConfig, Extension, Hold, HoldEnd, HttpInfo, MessageListener, Operation, Outcome,
-    PublishRate, Pusher, QueueFullPolicy, RemovalReason, RequestContext, RequestError,
-    SecurityPolicy, Service, ServiceReply, ServiceRequest, Session, SessionListener, TransportKind,
+    EngineConfig, Entry, Extension, Hold, HoldEnd, HttpInfo, LogMode, MessageListener, Operation,
+    Outcome, PublishRate, Pusher, QueueFullPolicy, RemovalReason, RequestContext, RequestError,
+    SecurityPolicy, Service, ServiceReply, ServiceRequest, Session, SessionListener, SessionRecord,
+    TransportKind,
 };
 pub use bayeux_message::{
     BinaryData, ChannelName, ClientId, EncodedMessage, Message, Refusal, Reply,
 };
+pub use cluster::{ClusterOptions, ClusterStats};
 pub use extensions::{TimestampExtension, TimesyncExtension};
 pub use ids::RandomIds;
 pub use local::{LocalError, LocalSession};
-pub use server::{PublishError, Server, ServerBuilder};
+pub use server::{BackplaneStatus, PublishError, Server, ServerBuilder};

@@ -95,14 +95,17 @@ impl LocalSession {
         Ok(())
     }
 
-    /// Publishes `data` on a channel, as this session.
+    /// Publishes `data` on a channel, as this session. In a cluster the message reaches the
+    /// other nodes through the shared log, appended in order in the background.
     pub fn publish(&self, channel: &str, data: Value) -> Result<(), LocalError> {
         self.request(json!({"channel": channel, "data": data}))
     }
 
     /// Removes the session.
     pub fn disconnect(&self) {
-        self.server.disconnect(self.client_id().as_str());
+        self.server
+            .engine()
+            .disconnect_session(self.client_id().as_str());
     }
 
     fn request(&self, mut message: Value) -> Result<(), LocalError> {
@@ -114,7 +117,7 @@ impl LocalSession {
         let ctx = RequestContext::new(TransportKind::Local);
         let outcome = self
             .server
-            .handle(&ctx, vec![Message::from_map(map)])
+            .handle_local(&ctx, vec![Message::from_map(map)])
             .map_err(|e| LocalError(format!("{e:?}")))?;
         let reply = outcome
             .messages

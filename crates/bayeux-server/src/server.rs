@@ -1,4 +1,5 @@
-//! [`Server`]: the engine plus a clock, timers and a background sweeper.
+//! [`Server`]: the engine plus a clock, timers and a background sweeper; in a cluster, also
+//! the driver that carries the engine's effects to the backplane.
 
 use std::fmt;
 use std::future::poll_fn;
@@ -6,13 +7,17 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bayeux_core::{
-    Authorizer, ChannelListener, ChannelOptions, Engine, EngineConfig, Extension, Hold, HoldEnd,
-    IdSource, MessageListener, Outcome, RemovalReason, RequestContext, RequestError,
-    SecurityPolicy, Service, ServiceReply, SessionListener,
+    Action, Authorizer, ChannelListener, ChannelOptions, Engine, EngineConfig, Entry, Extension,
+    Hold, HoldEnd, IdSource, LogMode, MessageListener, Outcome, RemovalReason, RequestContext,
+    RequestError, SecurityPolicy, Service, ServiceReply, SessionListener,
 };
 use bayeux_message::{ChannelName, ClientId, Message};
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::Instrument;
 
+use crate::backplane::{Backplane, LogRecord};
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::ids::RandomIds;
 use crate::local::LocalSession;
 use crate::metrics::Metrics;
@@ -20,13 +25,28 @@ use crate::metrics::Metrics;
 /// A running Bayeux server. Cheap to clone: all clones share one engine.
 #[derive(Clone)]
 pub struct Server {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
-
+    /// Set when the server is one node of a cluster.
+    pub(crate) cluster: Option<Cluster>,
+    /// Entries made by server code (publishes, deliveries), appended in order by a task.
+    outbox: Option<mpsc::Sender<LogRecord>>,
     metrics: Metrics,
+}
+
+impl Inner {
+    /// The cluster driver.
+    ///
+    /// # Panics
+    /// On a server that is not part of a cluster: only cluster tasks call it.
+    pub(crate) fn cluster(&self) -> &Cluster {
+        self.cluster
+            .as_ref()
+            .expect("cluster tasks run only on clustered servers")
+    }
 }
 
 /// Why a server-side publish was refused.
@@ -39,6 +59,9 @@ pub enum PublishError {
     NotBroadcast(String),
     /// Services live on `/service/...` channels.
     NotService(String),
+    /// A clustered server has more unsent messages than it keeps while its backplane is
+    /// unreachable.
+    Unavailable,
 }
 
 impl fmt::Display for PublishError {
@@ -47,11 +70,15 @@ impl fmt::Display for PublishError {
             Self::InvalidChannel(name) => write!(f, "invalid channel name {name:?}"),
             Self::NotBroadcast(name) => write!(f, "{name:?} is not a broadcast channel"),
             Self::NotService(name) => write!(f, "{name:?} is not a /service/ channel"),
+            Self::Unavailable => write!(f, "backplane unavailable and outbox full"),
         }
     }
 }
 
 impl std::error::Error for PublishError {}
+
+/// Messages from server code waiting for the backplane, at most.
+const OUTBOX_CAPACITY: usize = 10_000;
 
 impl Server {
     /// Starts building a server with CometD's default options.
@@ -59,9 +86,13 @@ impl Server {
         ServerBuilder::default()
     }
 
-    /// Processes a request's batch now. A held `/meta/connect` comes back in
+    /// Processes a request's batch. A held `/meta/connect` comes back in
     /// [`Outcome::hold`]: pass it to [`Server::wait_hold`].
-    pub fn handle(
+    ///
+    /// In a cluster, a batch for a session another node served first moves the session here
+    /// (see `crate::cluster`), and the replies that depend on the shared log are final only
+    /// once the log has what they confirm.
+    pub async fn handle(
         &self,
         ctx: &RequestContext,
         batch: Vec<Message>,
@@ -75,17 +106,125 @@ impl Server {
             channel = first.and_then(Message::channel).unwrap_or(""),
             messages = batch.len(),
         );
-        let _entered = span.enter();
+        self.handle_in_span(ctx, batch).instrument(span).await
+    }
+
+    async fn handle_in_span(
+        &self,
+        ctx: &RequestContext,
+        batch: Vec<Message>,
+    ) -> Result<Outcome, RequestError> {
+        if self.inner.cluster.is_some() && !batch.is_empty() {
+            if let Err(refusal) = self.serve_session_of(ctx, &batch).await {
+                return Ok(Outcome {
+                    messages: self.inner.engine.refuse_batch(&batch, &refusal),
+                    ..Outcome::default()
+                });
+            }
+        }
         let started = now();
         let outcome = self.inner.engine.handle(started, ctx, batch);
         self.inner
             .metrics
             .observe_request(ctx.transport, now().saturating_duration_since(started));
-        let outcome = outcome?;
+        let mut outcome = outcome?;
+        if !outcome.effects.is_empty() {
+            self.carry_out(&mut outcome).await;
+        }
         if let Some(cid) = &outcome.handshaken {
             tracing::debug!(client_id = %cid, transport = ctx.transport.name(), "handshake");
         }
         Ok(outcome)
+    }
+
+    /// Processes a batch of a local session, at once: its subscriptions apply here, and in a
+    /// cluster its publishes go to the outbox, appended in order in the background.
+    pub(crate) fn handle_local(
+        &self,
+        ctx: &RequestContext,
+        batch: Vec<Message>,
+    ) -> Result<Outcome, RequestError> {
+        let mut outcome = self.inner.engine.handle(now(), ctx, batch)?;
+        for effect in std::mem::take(&mut outcome.effects) {
+            let queued = match &effect.action {
+                Action::Append(entry) => self.send_to_outbox(entry.clone()).is_ok(),
+                _ => false,
+            };
+            self.inner
+                .engine
+                .settle(effect, queued, &mut outcome.messages);
+        }
+        Ok(outcome)
+    }
+
+    /// Carries out a request's effects on the backplane, then settles each: consecutive
+    /// appends go in one call.
+    async fn carry_out(&self, outcome: &mut Outcome) {
+        let cluster = self.inner.cluster();
+        let backplane = &cluster.backplane;
+        let effects = std::mem::take(&mut outcome.effects);
+        let mut done = Vec::with_capacity(effects.len());
+        let mut index = 0;
+        while index < effects.len() {
+            match &effects[index].action {
+                Action::Append(_) => {
+                    let records: Vec<LogRecord> = effects[index..]
+                        .iter()
+                        .map_while(|effect| match &effect.action {
+                            Action::Append(entry) => Some(LogRecord::Entry(entry.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    let count = records.len();
+                    let appended = backplane.append(records).await;
+                    cluster.note(&appended);
+                    let counter = match appended {
+                        Ok(_) => &cluster.stats.appended,
+                        Err(_) => &cluster.stats.append_failures,
+                    };
+                    counter.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+                    done.extend(std::iter::repeat_n(appended.is_ok(), count));
+                    index += count;
+                    continue;
+                }
+                Action::Register(cid) => {
+                    let ok = match self.inner.engine.snapshot(cid.as_str()) {
+                        Some(record) => {
+                            let registered = backplane.register(&cluster.node, &record).await;
+                            cluster.note(&registered);
+                            registered.is_ok()
+                        }
+                        None => false,
+                    };
+                    done.push(ok);
+                }
+                Action::Unregister(cid) => {
+                    let removed = backplane.remove(cid, Some(&cluster.node)).await;
+                    cluster.note(&removed);
+                    done.push(removed.is_ok());
+                }
+                other => {
+                    tracing::error!(?other, "unknown effect");
+                    done.push(false);
+                }
+            }
+            index += 1;
+        }
+        for (effect, ok) in effects.into_iter().zip(done) {
+            self.inner.engine.settle(effect, ok, &mut outcome.messages);
+        }
+    }
+
+    /// Queues an entry made by server code for the log; `Unavailable` when the outbox is full.
+    fn send_to_outbox(&self, entry: Entry) -> Result<(), PublishError> {
+        let outbox = self
+            .inner
+            .outbox
+            .as_ref()
+            .expect("clustered servers have an outbox");
+        outbox
+            .try_send(LogRecord::Entry(entry))
+            .map_err(|_| PublishError::Unavailable)
     }
 
     /// Waits until the held connect is released or reaches its deadline, then answers it.
@@ -116,18 +255,32 @@ impl Server {
         end
     }
 
-    /// Publishes `data` on a broadcast channel to every subscriber; returns how many sessions
-    /// it was queued for.
-    pub fn publish(&self, channel: &str, data: Value) -> Result<usize, PublishError> {
+    /// Publishes `data` on a broadcast channel to every subscriber.
+    ///
+    /// On one node the message is queued for them before this returns. In a cluster it is
+    /// queued for the shared log and appended in order, retried while the backplane is
+    /// unreachable; `Unavailable` once too many wait.
+    pub fn publish(&self, channel: &str, data: Value) -> Result<(), PublishError> {
         let name = parse_channel(channel)?;
-        self.inner
-            .engine
-            .publish(now(), &name, data)
-            .map_err(|_| PublishError::NotBroadcast(channel.to_owned()))
+        let engine = &self.inner.engine;
+        if engine.log_mode() == LogMode::Inline {
+            return engine
+                .publish(now(), &name, data)
+                .map(|_| ())
+                .map_err(|_| PublishError::NotBroadcast(channel.to_owned()));
+        }
+        match engine.prepare_publish(&name, data) {
+            Ok(Some(entry)) => self.send_to_outbox(entry),
+            Ok(None) => Ok(()),
+            Err(_) => Err(PublishError::NotBroadcast(channel.to_owned())),
+        }
     }
 
     /// Sends `data` on `channel` straight to one session (no subscription needed): a private
     /// message, or a late answer. Returns false when the session does not exist.
+    ///
+    /// In a cluster only the sessions this node serves are checked: a delivery to another is
+    /// sent through the log to whichever node serves it, and dropped if none does.
     pub fn deliver(
         &self,
         client_id: &str,
@@ -138,12 +291,23 @@ impl Server {
         let message = Message::new()
             .with("channel", name.as_str())
             .with("data", data);
-        Ok(self.inner.engine.deliver(now(), client_id, message))
+        self.deliver_message(client_id, message)
+    }
+
+    fn deliver_message(&self, client_id: &str, message: Message) -> Result<bool, PublishError> {
+        let engine = &self.inner.engine;
+        if engine.log_mode() == LogMode::Inline {
+            return Ok(engine.deliver(now(), client_id, message));
+        }
+        match engine.prepare_deliver(ClientId::new(client_id), message) {
+            Some(entry) => self.send_to_outbox(entry).map(|()| true),
+            None => Ok(true),
+        }
     }
 
     /// Answers a remote call later (from another task): a delivery to the caller with the
     /// call's `id`, as [`ServiceReply`] returned by a service would. Returns false when the
-    /// session does not exist.
+    /// session does not exist (in a cluster, see [`Server::deliver`]).
     pub fn answer_remote_call(
         &self,
         client_id: &str,
@@ -161,7 +325,7 @@ impl Server {
             .with("id", id)
             .with("data", data)
             .with("successful", successful);
-        Ok(self.inner.engine.deliver(now(), client_id, message))
+        self.deliver_message(client_id, message)
     }
 
     /// Registers a service on a `/service/...` channel or pattern: it receives what clients
@@ -220,15 +384,42 @@ impl Server {
         LocalSession::new(self.clone(), id_hint)
     }
 
-    /// Disconnects a session; its held connect is answered with `reconnect: none`.
-    pub fn disconnect(&self, client_id: &str) -> bool {
-        self.inner.engine.disconnect_session(client_id)
+    /// Disconnects a session; its held connect is answered with `reconnect: none`. False
+    /// when no such session exists (in a cluster: on any node).
+    pub async fn disconnect(&self, client_id: &str) -> bool {
+        let engine = &self.inner.engine;
+        let Some(cluster) = &self.inner.cluster else {
+            return engine.disconnect_session(client_id);
+        };
+        let cid = ClientId::new(client_id);
+        if engine.session(client_id).is_some_and(|s| s.is_local()) {
+            return engine.disconnect_session(client_id);
+        }
+        // Whoever removes it from the registry tells the listeners; the node serving it drops
+        // it when it reads the removal in the log.
+        let removed = cluster.backplane.remove(&cid, None).await;
+        cluster.note(&removed);
+        if removed != Ok(true) {
+            return false;
+        }
+        if !engine.remove(client_id, RemovalReason::Disconnect) {
+            engine.tell_removed(&cid, RemovalReason::Disconnect);
+            let entry = LogRecord::Entry(Entry::Remove { session: cid });
+            let appended = cluster.backplane.append(vec![entry]).await;
+            cluster.note(&appended);
+        }
+        true
     }
 
-    /// Releases every held connect with advice to reconnect, and answers later connects at
-    /// once: call before stopping the HTTP server so no held request is cut.
-    pub fn shutdown(&self) {
+    /// Stops: every held connect is released with advice to reconnect, and later connects are
+    /// answered at once. In a cluster, every session is also handed over (its exact record
+    /// written for the node its client reaches next). Call before stopping the HTTP server,
+    /// so that no held request is cut.
+    pub async fn shutdown(&self) {
         self.inner.engine.shutdown();
+        if self.inner.cluster.is_some() {
+            crate::cluster::release_all(&self.inner).await;
+        }
     }
 
     /// The server's metrics in the Prometheus text format (OpenMetrics): counters of
@@ -248,14 +439,45 @@ impl Server {
     /// to handshake again (a load balancer then sends them elsewhere), and held connects are
     /// answered the same way, spread over `window`, their sessions removed. Wait for
     /// [`Server::session_count`] to reach zero (or a deadline), then shut down.
+    ///
+    /// In a cluster the sessions are handed over instead, each at its moment in the window:
+    /// its held connect is answered with advice to reconnect at once, and the node its client
+    /// reaches next continues it, same `clientId`, nothing lost.
     pub fn drain(&self, window: Duration) {
         tracing::info!(window_ms = window.as_millis() as u64, "draining");
         self.inner.engine.drain(now(), window);
     }
 
-    /// True while the node takes new clients: neither draining nor shutting down.
+    /// True while the node takes new clients: neither draining nor shutting down, and in a
+    /// cluster, with its backplane reachable.
     pub fn is_ready(&self) -> bool {
-        !self.is_shutting_down() && !self.inner.engine.is_draining()
+        !self.is_shutting_down()
+            && !self.inner.engine.is_draining()
+            && self.inner.cluster.as_ref().is_none_or(Cluster::is_up)
+    }
+
+    /// Whether this server is one node of a cluster, and if so whether its backplane answers.
+    pub fn backplane_status(&self) -> BackplaneStatus {
+        match &self.inner.cluster {
+            None => BackplaneStatus::None,
+            Some(cluster) if cluster.is_up() => BackplaneStatus::Up,
+            Some(_) => BackplaneStatus::Down,
+        }
+    }
+
+    /// This node's id in its cluster (`name#incarnation`); `None` on a single node.
+    pub fn node_id(&self) -> Option<&crate::backplane::NodeId> {
+        self.inner.cluster.as_ref().map(|c| &c.node)
+    }
+
+    /// The backplane this server shares with the other nodes of its cluster.
+    pub fn backplane(&self) -> Option<&Arc<dyn Backplane>> {
+        self.inner.cluster.as_ref().map(|c| &c.backplane)
+    }
+
+    /// The cluster driver's counters; `None` on a single node.
+    pub fn cluster_stats(&self) -> Option<&crate::cluster::ClusterStats> {
+        self.inner.cluster.as_ref().map(|c| &c.stats)
     }
 
     /// Messages queued for all sessions, waiting for their clients to collect them.
@@ -312,8 +534,21 @@ impl Drop for AbandonOnDrop<'_> {
     }
 }
 
+/// Whether a server's backplane answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackplaneStatus {
+    /// Unreachable: requests that need it are refused with `503::backplane_unavailable`.
+    Down,
+    /// A single node: no backplane.
+    None,
+    /// Reachable.
+    Up,
+}
+
 /// Builds a [`Server`].
 pub struct ServerBuilder {
+    backplane: Option<Arc<dyn Backplane>>,
+    cluster_options: ClusterOptions,
     config: EngineConfig,
     sweep_period: Duration,
     ids: Box<dyn IdSource>,
@@ -326,6 +561,8 @@ pub struct ServerBuilder {
 impl Default for ServerBuilder {
     fn default() -> Self {
         Self {
+            backplane: None,
+            cluster_options: ClusterOptions::default(),
             config: EngineConfig::default(),
             sweep_period: Duration::from_millis(997),
             ids: Box::new(RandomIds),
@@ -338,6 +575,19 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Makes the server one node of a cluster that shares `backplane` (Redis, with
+    /// `bayeux-redis`): any node serves any session, and sessions outlive their node.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
+    /// Options of the node in its cluster (name, heartbeat, checkpoints, ...).
+    pub fn cluster_options(mut self, options: ClusterOptions) -> Self {
+        self.cluster_options = options;
+        self
+    }
+
     /// Engine options (timeout, interval, maxInterval, ...).
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
@@ -409,16 +659,39 @@ impl ServerBuilder {
         if let Some(policy) = self.policy {
             engine = engine.with_policy(policy);
         }
-        let engine = self
+        let mut engine = self
             .channel_listeners
             .into_iter()
             .fold(engine, Engine::with_channel_listener);
+        let (cluster, outbox) = match self.backplane {
+            Some(backplane) => {
+                let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+                let cluster = Cluster::new(backplane, self.cluster_options);
+                (Some((cluster, rx)), Some(tx))
+            }
+            None => (None, None),
+        };
+        let (cluster, outbox_rx) = match cluster {
+            Some((cluster, rx)) => {
+                engine = engine.with_log_mode(LogMode::Shared);
+                (Some(cluster), Some(rx))
+            }
+            None => (None, None),
+        };
         let inner = Arc::new_cyclic(|weak| Inner {
             engine,
-
+            cluster,
+            outbox,
             metrics: Metrics::new(weak.clone()),
         });
-        tokio::spawn(sweep(Arc::downgrade(&inner), self.sweep_period));
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(sweep(weak.clone(), self.sweep_period));
+        if let Some(outbox) = outbox_rx {
+            tracing::info!(node = %inner.cluster().node, "clustered");
+            tokio::spawn(crate::cluster::run_reader(weak.clone()));
+            tokio::spawn(crate::cluster::run_upkeep(weak.clone()));
+            tokio::spawn(crate::cluster::run_outbox(weak, outbox));
+        }
         Server { inner }
     }
 }
@@ -430,7 +703,10 @@ async fn sweep(inner: Weak<Inner>, period: Duration) {
     loop {
         ticker.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        inner.engine.sweep(now());
+        let swept = inner.engine.sweep(now());
+        if inner.cluster.is_some() {
+            crate::cluster::after_sweep(&inner, swept).await;
+        }
     }
 }
 
@@ -476,29 +752,31 @@ mod tests {
         RequestContext::new(TransportKind::LongPolling).with_browser(Some(BrowserId::new("b")))
     }
 
-    fn send(server: &Server, body: serde_json::Value) -> Outcome {
+    async fn send(server: &Server, body: serde_json::Value) -> Outcome {
         let batch = parse_batch(body.to_string().as_bytes()).expect("valid");
-        server.handle(&ctx(), batch).expect("accepted")
+        server.handle(&ctx(), batch).await.expect("accepted")
     }
 
-    fn connected(server: &Server) -> String {
-        let outcome = send(server, json!([{"channel": "/meta/handshake", "id": "1"}]));
+    async fn connected(server: &Server) -> String {
+        let outcome = send(server, json!([{"channel": "/meta/handshake", "id": "1"}])).await;
         let cid = outcome.handshaken.expect("handshake").to_string();
         send(
             server,
             json!([{"channel": "/meta/connect", "id": "2", "clientId": cid}]),
-        );
+        )
+        .await;
         cid
     }
 
     #[tokio::test(start_paused = true)]
     async fn held_connect_is_answered_at_timeout() {
         let server = Server::builder().build();
-        let cid = connected(&server);
+        let cid = connected(&server).await;
         let outcome = send(
             &server,
             json!([{"channel": "/meta/connect", "id": "3", "clientId": cid}]),
-        );
+        )
+        .await;
         let started = tokio::time::Instant::now();
         let HoldEnd::Reply(messages) = server.wait_hold(outcome.hold.expect("held")).await else {
             panic!("not superseded");
@@ -527,11 +805,12 @@ mod tests {
                 seen.lock().unwrap().push((cid.to_string(), reason))
             })
             .build();
-        let cid = connected(&server);
+        let cid = connected(&server).await;
         let outcome = send(
             &server,
             json!([{"channel": "/meta/connect", "id": "3", "clientId": cid}]),
-        );
+        )
+        .await;
         let waiting = server.wait_hold(outcome.hold.expect("held"));
         // The client goes away one second into the hold: the handler future is dropped.
         let _ = tokio::time::timeout(Duration::from_secs(1), waiting).await;
@@ -560,7 +839,7 @@ mod tests {
         .expect("subscribed");
         let other = server.local_session("other");
         other.publish("/room/a", json!("hi")).expect("published");
-        assert_eq!(server.publish("/room/b", json!(2)), Ok(1));
+        assert_eq!(server.publish("/room/b", json!(2)), Ok(()));
         assert_eq!(*seen.lock().unwrap(), [json!("hi"), json!(2)]);
         assert_eq!(
             other.publish("/meta/x", json!(1)),
@@ -575,7 +854,7 @@ mod tests {
             ))
         );
         bot.disconnect();
-        assert_eq!(server.publish("/room/c", json!(3)), Ok(0));
+        assert_eq!(server.publish("/room/c", json!(3)), Ok(()));
         assert_eq!(server.session_count(), 1);
     }
 
@@ -590,7 +869,7 @@ mod tests {
     #[tokio::test]
     async fn publish_from_rust_validates_the_channel() {
         let server = Server::builder().build();
-        assert_eq!(server.publish("/news", json!(1)), Ok(0));
+        assert_eq!(server.publish("/news", json!(1)), Ok(()));
         assert_eq!(
             server.publish("news", json!(1)),
             Err(PublishError::InvalidChannel("news".into()))

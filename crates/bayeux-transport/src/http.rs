@@ -80,7 +80,7 @@ pub(crate) async fn exchange(
     };
     let mut ctx = RequestContext::new(transport).with_browser(Some(browser.clone()));
     ctx.http = origin.http;
-    let outcome = match server.handle(&ctx, batch) {
+    let outcome = match server.handle(&ctx, batch).await {
         Ok(outcome) => outcome,
         Err(RequestError::Empty) => return Err(HttpReply::error(400, "empty batch")),
         Err(RequestError::HandshakeNotAlone) => {

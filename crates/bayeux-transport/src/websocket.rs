@@ -126,7 +126,7 @@ pub async fn serve<I, O>(
                 match frame {
                     Some(Inbound::Text(text)) => {
                         server.engine().stats().frame_in();
-                        match connection.process(&server, config, &text) {
+                        match connection.process(&server, config, &text).await {
                             Ok((messages, hold, had_connect)) => {
                                 let answered_connect = had_connect && hold.is_none();
                                 if let Some(hold) = hold {
@@ -220,7 +220,7 @@ impl Connection {
 
     /// Runs one text frame through the engine; binds the socket to the session it handshook
     /// or resumed. An error closes the socket with 1011 and leaves the session alone.
-    fn process(
+    async fn process(
         &mut self,
         server: &Server,
         config: &TransportConfig,
@@ -241,7 +241,7 @@ impl Connection {
             http: self.http.clone(),
             ..RequestContext::new(TransportKind::WebSocket)
         };
-        let outcome = server.handle(&ctx, batch).map_err(|e| match e {
+        let outcome = server.handle(&ctx, batch).await.map_err(|e| match e {
             RequestError::HandshakeNotAlone => "handshake not alone".to_owned(),
             other => format!("{other:?}"),
         })?;
@@ -361,7 +361,7 @@ mod tests {
         );
         socket.send(json!([{"channel": "/meta/connect", "id": "4", "clientId": cid}]));
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(server.publish("/x", json!("pushed")), Ok(1));
+        assert_eq!(server.publish("/x", json!("pushed")), Ok(()));
         assert_eq!(
             socket.messages().await,
             json!([{"channel": "/x", "data": "pushed"}])
@@ -419,7 +419,7 @@ mod tests {
         again.send(json!([{"channel": "/meta/connect", "id": "5", "clientId": cid, "advice": {"timeout": 0}}]));
         let reply = again.messages().await;
         assert_eq!(reply[0]["successful"], json!(true));
-        assert_eq!(server.publish("/anything", json!(1)), Ok(0));
+        assert_eq!(server.publish("/anything", json!(1)), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -478,7 +478,7 @@ mod tests {
         socket.messages().await;
         socket.send(json!([{"channel": "/meta/connect", "id": "3", "clientId": cid}]));
         tokio::time::sleep(Duration::from_millis(10)).await;
-        server.shutdown();
+        server.shutdown().await;
         assert_eq!(
             socket.messages().await,
             json!([{"channel": "/meta/connect", "id": "3", "successful": true,

@@ -2,7 +2,9 @@
 //!
 //! Serves the Bayeux endpoint (default `http://127.0.0.1:8080/cometd`) with options from flags
 //! or a TOML file, logs through `RUST_LOG`, and shuts down gracefully on Ctrl-C or SIGTERM:
-//! held connects are answered with advice to reconnect, never cut.
+//! held connects are answered with advice to reconnect, never cut. With `--backplane`, it is
+//! one node of a cluster sharing a Redis: any node serves any session, and a stopping or
+//! draining node hands its sessions over to the others.
 //!
 //! # Layout
 //! - `options`: flags and the config file, with CometD's names and defaults.
@@ -14,12 +16,15 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use bayeux_actix::Cometd;
-use bayeux_server::{AckExtension, Server, TimestampExtension, TimesyncExtension};
+use bayeux_redis::{RedisBackplane, RedisOptions};
+use bayeux_server::{
+    AckExtension, BackplaneStatus, ClusterOptions, Server, TimestampExtension, TimesyncExtension,
+};
 use clap::Parser;
 
 mod options;
 
-use options::{BuiltinExtension, Options, Settings};
+use options::{BuiltinExtension, Options, Retention, Settings};
 
 fn main() -> ExitCode {
     let settings = match Options::parse().load() {
@@ -56,7 +61,39 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
             BuiltinExtension::Timesync => builder.extension(TimesyncExtension::default()),
         };
     }
+    if let Some(cluster) = &settings.backplane {
+        let mut redis = RedisOptions::default().prefix(cluster.prefix.clone());
+        let mut options = ClusterOptions::default();
+        match cluster.retention {
+            Retention::Count(count) => redis = redis.max_len(count),
+            Retention::Age(age) => {
+                // Trimmed by age, with a count as a backstop against runaway growth.
+                redis = redis.max_len(10_000_000);
+                options = options.retention_age(Some(age));
+            }
+        }
+        if let Some(name) = &cluster.node_name {
+            options = options.node_name(name.clone());
+        }
+        let backplane = RedisBackplane::new(&cluster.url, redis)
+            .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
+        builder = builder.backplane(backplane).cluster_options(options);
+    }
     let server = builder.build();
+    if server.backplane_status() != BackplaneStatus::None {
+        // Up to a few seconds to reach Redis and find the log's head, so that the node is
+        // ready when it says it listens; it starts anyway (not ready) if Redis is down.
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while server.backplane_status() != BackplaneStatus::Up
+            && tokio::time::Instant::now() < until
+        {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        match server.backplane_status() {
+            BackplaneStatus::Up => tracing::info!(node = ?server.node_id(), "cluster node ready"),
+            _ => tracing::warn!("backplane unreachable: not ready until it answers"),
+        }
+    }
     let endpoint = Cometd::new(server.clone()).transport_config(settings.transport);
     let probed = server.clone();
     let path = settings.path;
@@ -120,8 +157,8 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     let shutdown_grace = settings.shutdown_grace;
     actix_web::rt::spawn(async move {
         if wait_for_signal().await == Signal::Drain {
-            // Clients are sent elsewhere over the window; stop once they are all gone or at
-            // the deadline, whichever comes first.
+            // Clients are sent elsewhere (in a cluster: their sessions handed over) over the
+            // window; stop once they are all gone or at the deadline, whichever comes first.
             server.drain(drain.window);
             let deadline = tokio::time::Instant::now() + drain.deadline;
             while server.session_count() > 0 && tokio::time::Instant::now() < deadline {
@@ -130,7 +167,7 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
             tracing::info!(left = server.session_count(), "drained");
         }
         tracing::info!("shutting down: answering held connects");
-        server.shutdown();
+        server.shutdown().await;
         // Clients between two connects come back within their interval: give them until the
         // grace ends to collect what is queued for them (connects are answered at once now).
         let grace = tokio::time::Instant::now() + shutdown_grace;

@@ -149,6 +149,22 @@ pub struct Options {
     #[arg(long, value_delimiter = ',')]
     pub extensions: Option<Vec<String>>,
 
+    /// Makes this server a node of a cluster sharing this Redis: `redis://HOST:PORT`,
+    /// `redis+cluster://HOST:PORT,HOST:PORT` or `redis+sentinel://HOST:PORT,.../MASTER`
+    /// [default: none, one node in memory].
+    #[arg(long, value_name = "URL")]
+    pub backplane: Option<String>,
+    /// What the shared log keeps: a number of entries (`100000`) or an age (`90s`, `30m`,
+    /// `1h`) [default: 100000].
+    #[arg(long, value_name = "COUNT|AGE")]
+    pub backplane_retention: Option<String>,
+    /// Prefix of the backplane's keys, so that clusters can share a Redis [default: bayeux].
+    #[arg(long, value_name = "PREFIX")]
+    pub backplane_prefix: Option<String>,
+    /// This node's name in its cluster [default: host name and process id].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
     /// Websocket options (`[ws]` table in the file).
     #[command(flatten)]
     #[serde(default)]
@@ -191,6 +207,58 @@ pub struct DrainSettings {
     pub deadline: Duration,
 }
 
+/// The cluster `bayeuxd` is a node of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackplaneSettings {
+    /// Where Redis is.
+    pub url: String,
+    /// What the log keeps.
+    pub retention: Retention,
+    /// Key prefix.
+    pub prefix: String,
+    /// This node's name; `None`: host name and process id.
+    pub node_name: Option<String>,
+}
+
+/// What the shared log keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Entries younger than this (and at most 10 000 000).
+    Age(Duration),
+    /// This many entries.
+    Count(u64),
+}
+
+impl Retention {
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bad = || {
+            format!("backplaneRetention must be a count (100000) or an age (90s, 30m, 1h), not {text:?}")
+        };
+        if let Ok(count) = text.parse::<u64>() {
+            return if count == 0 {
+                Err(bad())
+            } else {
+                Ok(Self::Count(count))
+            };
+        }
+        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            "s" => number,
+            "m" => number * 60,
+            "h" => number * 3600,
+            "d" => number * 86_400,
+            _ => return Err(bad()),
+        };
+        if seconds == 0 {
+            return Err(bad());
+        }
+        Ok(Self::Age(Duration::from_secs(seconds)))
+    }
+}
+
 /// An extension `bayeuxd` can enable by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuiltinExtension {
@@ -225,6 +293,7 @@ pub struct Settings {
     pub drain: DrainSettings,
     pub shutdown_grace: Duration,
     pub admin: AdminSettings,
+    pub backplane: Option<BackplaneSettings>,
     pub engine: EngineConfig,
     pub transport: TransportConfig,
 }
@@ -301,6 +370,10 @@ impl Options {
             static_dir: self.static_dir.or(base.static_dir),
             cors_allowed_origins: self.cors_allowed_origins.or(base.cors_allowed_origins),
             extensions: self.extensions.or(base.extensions),
+            backplane: self.backplane.or(base.backplane),
+            backplane_retention: self.backplane_retention.or(base.backplane_retention),
+            backplane_prefix: self.backplane_prefix.or(base.backplane_prefix),
+            node_name: self.node_name.or(base.node_name),
             ws: WsOptions {
                 messages_per_frame: self.ws.messages_per_frame.or(base.ws.messages_per_frame),
                 idle_timeout: self.ws.idle_timeout.or(base.ws.idle_timeout),
@@ -453,7 +526,25 @@ impl Options {
                 "path must start with '/' and name a mount point, not {path:?}"
             ));
         }
+        let backplane = match self.backplane {
+            None => {
+                if self.backplane_retention.is_some() || self.node_name.is_some() {
+                    return Err("backplaneRetention and nodeName need a backplane".into());
+                }
+                None
+            }
+            Some(url) => Some(BackplaneSettings {
+                url,
+                retention: self
+                    .backplane_retention
+                    .as_deref()
+                    .map_or(Ok(Retention::Count(100_000)), Retention::parse)?,
+                prefix: self.backplane_prefix.unwrap_or_else(|| "bayeux".into()),
+                node_name: self.node_name,
+            }),
+        };
         Ok(Settings {
+            backplane,
             bind: self.bind.unwrap_or_else(|| "127.0.0.1:8080".into()),
             path: path.trim_end_matches('/').to_owned(),
             workers: self.workers,
@@ -569,6 +660,58 @@ mod tests {
         assert_eq!(settings.sweep_period, Duration::from_millis(997));
         assert_eq!(settings.transport.duplicate_meta_connect_code, 500);
         assert_eq!(settings.transport.cookie.name, "BAYEUX_BROWSER");
+    }
+
+    #[test]
+    fn backplane_options() {
+        let settings = Options::parse_from([
+            "bayeuxd",
+            "--backplane",
+            "redis://127.0.0.1:7000",
+            "--node-name",
+            "a",
+            "--backplane-retention",
+            "30m",
+        ])
+        .load()
+        .expect("valid");
+        assert_eq!(
+            settings.backplane,
+            Some(BackplaneSettings {
+                url: "redis://127.0.0.1:7000".into(),
+                retention: Retention::Age(Duration::from_secs(1800)),
+                prefix: "bayeux".into(),
+                node_name: Some("a".into()),
+            })
+        );
+        let file: Options =
+            toml::from_str("backplane = \"redis://r:1\"\nbackplaneRetention = \"5000\"")
+                .expect("file keys");
+        let settings = file.resolve().expect("valid");
+        assert_eq!(
+            settings.backplane.map(|b| b.retention),
+            Some(Retention::Count(5000))
+        );
+        assert!(Options::parse_from(["bayeuxd"])
+            .load()
+            .unwrap()
+            .backplane
+            .is_none());
+        for bad in ["0", "1y", "h", "3x", "0s"] {
+            let options = Options::parse_from([
+                "bayeuxd",
+                "--backplane",
+                "redis://r:1",
+                "--backplane-retention",
+                bad,
+            ]);
+            assert!(options.load().is_err(), "{bad}");
+        }
+        let options = Options::parse_from(["bayeuxd", "--node-name", "a"]);
+        assert_eq!(
+            options.load().unwrap_err(),
+            "backplaneRetention and nodeName need a backplane"
+        );
     }
 
     #[test]

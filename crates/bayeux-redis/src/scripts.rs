@@ -1,0 +1,77 @@
+//! The Lua scripts that change a session's hash (or the leader key) atomically. Each touches
+//! one key only, so that it runs on a Redis Cluster too.
+
+use redis::Script;
+
+/// Claims a session: `KEYS[1]` its hash, `ARGV[1]` the claiming node, `ARGV[2]` the browser
+/// cookie presented (empty: not checked). Answers `{"unknown"}`, `{"denied"}`, or
+/// `{"claimed", epoch, former owner, browser, ack, attrs, subs, pos}`.
+pub(crate) fn claim() -> Script {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
+local bound = redis.call('HGET', KEYS[1], 'browser')
+if ARGV[2] ~= '' and bound and bound ~= '' and bound ~= ARGV[2] then return {'denied'} end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+local former = redis.call('HGET', KEYS[1], 'owner') or ''
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+local f = redis.call('HMGET', KEYS[1], 'browser', 'ack', 'attrs', 'subs', 'pos')
+return {'claimed', tostring(epoch), former, f[1] or '', f[2] or '0', f[3] or '{}', f[4] or '[]', f[5] or '0'}
+",
+    )
+}
+
+/// Writes a session's record if `ARGV[1]` owns it: `ARGV[2..6]` are browser, ack, attrs,
+/// subs, pos. Answers 1 when written, 0 otherwise.
+pub(crate) fn checkpoint() -> Script {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'browser', ARGV[2], 'ack', ARGV[3], 'attrs', ARGV[4], 'subs', ARGV[5], 'pos', ARGV[6])
+return 1
+",
+    )
+}
+
+/// Like `checkpoint`, and leaves the session without an owner.
+pub(crate) fn release() -> Script {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'browser', ARGV[2], 'ack', ARGV[3], 'attrs', ARGV[4], 'subs', ARGV[5], 'pos', ARGV[6], 'owner', '')
+return 1
+",
+    )
+}
+
+/// Deletes a session if `ARGV[1]` owns it (`*`: whoever does). Answers the owner it had
+/// (possibly empty) when deleted, nil otherwise.
+pub(crate) fn remove() -> Script {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+if ARGV[1] ~= '*' and owner ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+return owner
+",
+    )
+}
+
+/// Takes or keeps the leader key for `ARGV[1]`, for `ARGV[2]` milliseconds. Answers 1 while
+/// `ARGV[1]` leads.
+pub(crate) fn lead() -> Script {
+    Script::new(
+        r"
+local leader = redis.call('GET', KEYS[1])
+if not leader then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+elseif leader == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+",
+    )
+}
