@@ -164,6 +164,22 @@ impl Client {
         }
     }
 
+    /// The same tab (cookie jar, clientId) talking to another server: another node of a
+    /// cluster, as a round-robin balancer would send it.
+    pub fn via(&self, addr: SocketAddr) -> Client {
+        let client_id = self.inner.client_id.lock().expect("client id lock").clone();
+        Client {
+            inner: Arc::new(Inner {
+                addr,
+                path: self.inner.path.clone(),
+                cookie_name: self.inner.cookie_name.clone(),
+                jar: self.inner.jar.clone(),
+                client_id: Mutex::new(client_id),
+                next_id: AtomicU64::new(self.inner.next_id.load(Ordering::Relaxed) + 1000),
+            }),
+        }
+    }
+
     /// The browser cookie value currently in the jar.
     pub fn cookie(&self) -> Option<String> {
         self.inner.jar.lock().expect("cookie jar lock").clone()

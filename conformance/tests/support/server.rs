@@ -111,6 +111,18 @@ impl TestServer {
             .expect("wait for bayeuxd")
     }
 
+    /// Sends `signal` (`KILL`, `USR1`, ...) and returns at once.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("bayeuxd already exited");
+        let kill = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("run kill");
+        assert!(kill.success(), "kill -{signal} {pid} failed");
+    }
+
     /// Sends SIGTERM and returns at once (see [`TestServer::wait_exit`]).
     pub async fn send_sigterm(&self) {
         let pid = self.child.id().expect("bayeuxd already exited");

@@ -239,7 +239,8 @@ fn upgrade_websocket(
 
 /// Liveness and readiness probes for load balancers and orchestrators:
 /// `GET /healthz` answers 200 while the process serves; `GET /readyz` answers 200 while the
-/// server takes new clients and 503 once it is draining or shutting down.
+/// server takes new clients and 503 once it is draining or shutting down, or (one node of a
+/// cluster) while its backplane is unreachable.
 ///
 /// ```no_run
 /// # use actix_web::App;
@@ -258,10 +259,12 @@ pub fn probes(server: Server) -> impl FnOnce(&mut web::ServiceConfig) {
                 web::get().to(move || {
                     let answer = if server.is_ready() {
                         HttpResponse::Ok().body("ready\n")
+                    } else if server.is_shutting_down() {
+                        HttpResponse::ServiceUnavailable().body("shutting down\n")
                     } else if server.engine().is_draining() {
                         HttpResponse::ServiceUnavailable().body("draining\n")
                     } else {
-                        HttpResponse::ServiceUnavailable().body("shutting down\n")
+                        HttpResponse::ServiceUnavailable().body("backplane unavailable\n")
                     };
                     async move { answer }
                 }),

@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::cluster::Cluster;
 use crate::server::Inner;
 
 /// The transport label of request timings.
@@ -84,6 +85,97 @@ fn labelled(
         }
     }
     Ok(())
+}
+
+/// The cluster driver's gauges and counters.
+fn encode_cluster(
+    encoder: &mut DescriptorEncoder,
+    cluster: &Cluster,
+) -> Result<(), std::fmt::Error> {
+    let stats = &cluster.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let gauges = [
+        (
+            "backplane_up",
+            "1 while the backplane answers and the log is being read, else 0",
+            i64::from(cluster.is_up()),
+        ),
+        (
+            "backplane_lag_microseconds",
+            "Age of the newest log record when this node applied it",
+            load(&stats.last_lag_micros) as i64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let gauge = ConstGauge::new(value);
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+    }
+    let counters = [
+        (
+            "backplane_appends",
+            "Records appended to the shared log",
+            load(&stats.appended),
+        ),
+        (
+            "backplane_append_failures",
+            "Records the shared log refused (their requests failed)",
+            load(&stats.append_failures),
+        ),
+        (
+            "backplane_records_read",
+            "Records read from the shared log",
+            load(&stats.read),
+        ),
+        (
+            "backplane_lag_microseconds_sum",
+            "Summed age of the log records when applied (divide by records read)",
+            load(&stats.lag_micros),
+        ),
+        (
+            "backplane_reconnects",
+            "Times the backplane answered again after being unreachable",
+            load(&stats.reconnects),
+        ),
+        (
+            "backplane_checkpoints",
+            "Session records written to the registry",
+            load(&stats.checkpoints),
+        ),
+        (
+            "backplane_replayed_records",
+            "Log records replayed for sessions taken over",
+            load(&stats.replayed),
+        ),
+        (
+            "sessions_handed_over",
+            "Sessions this node let go of to another node (hand-over, drain, stop)",
+            load(&stats.released),
+        ),
+        (
+            "orphan_sessions_removed",
+            "Sessions of dead nodes this node removed",
+            load(&stats.orphans_removed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    labelled(
+        encoder,
+        (
+            "takeovers",
+            "Sessions taken over from another node, by how: it handed them over, it was dead \
+             or had released them, or it did not answer in time",
+            MetricType::Counter,
+        ),
+        "how",
+        [
+            ("handoff", load(&stats.takeovers_handoff)),
+            ("orphan", load(&stats.takeovers_orphan)),
+            ("timeout", load(&stats.takeovers_timeout)),
+        ],
+    )
 }
 
 /// Reads the engine's counters and takes the session census on each scrape.
@@ -206,6 +298,10 @@ impl Collector for EngineCollector {
             None,
             holding.metric_type(),
         )?)?;
+
+        if let Some(cluster) = &inner.cluster {
+            encode_cluster(&mut encoder, cluster)?;
+        }
 
         // Queue depths as a histogram: how many sessions have at most N messages waiting.
         let mut buckets: Vec<(f64, u64)> = QUEUE_BUCKETS.iter().map(|b| (*b as f64, 0)).collect();
