@@ -8,7 +8,7 @@
 //! - `/private/<user>/**` is readable and writable by that user only (an authorizer).
 
 use bayeux_server::{
-    Authorization, ChannelName, Message, Operation, RequestContext, SecurityPolicy, Server, Session,
+    Authorization, ChannelName, Message, Operation, RequestContext, SecurityPolicy, Session,
 };
 use serde_json::Value;
 
@@ -57,7 +57,7 @@ fn owner_only(
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let server = Server::builder().policy(TokenPolicy).build();
+    let server = bayeux_examples::builder().policy(TokenPolicy).build();
     server
         .authorizer("/private/**", owner_only)
         .expect("valid pattern");

@@ -10,12 +10,34 @@
 //! - `chat`: the chat demo page (run `npm install --prefix examples/chat` first).
 //!
 //! Each listens on `$BIND` (default `127.0.0.1:8080`) and prints
-//! `listening on http://ADDR/cometd` once ready.
+//! `listening on http://ADDR/cometd` once ready. With `$BACKPLANE` set to a Redis URL
+//! (`redis://127.0.0.1:6379`), each is one node of a cluster: start it twice, on two ports,
+//! and clients of either node talk to each other (`$NODE_NAME` names the node in logs).
 
 use std::path::PathBuf;
 
 use actix_web::{App, HttpServer};
-use bayeux_server::Server;
+use bayeux_redis::{RedisBackplane, RedisOptions};
+use bayeux_server::{ClusterOptions, Server, ServerBuilder};
+
+/// A server builder, one node of a cluster when `$BACKPLANE` names a Redis: one builder call
+/// is all it takes.
+///
+/// # Panics
+/// When `$BACKPLANE` is not a Redis URL.
+pub fn builder() -> ServerBuilder {
+    let builder = Server::builder();
+    let Ok(url) = std::env::var("BACKPLANE") else {
+        return builder;
+    };
+    let backplane = RedisBackplane::new(&url, RedisOptions::default())
+        .unwrap_or_else(|why| panic!("BACKPLANE: {why}"));
+    let mut options = ClusterOptions::default();
+    if let Ok(name) = std::env::var("NODE_NAME") {
+        options = options.node_name(name);
+    }
+    builder.backplane(backplane).cluster_options(options)
+}
 
 /// Serves `server` at `/cometd` on `$BIND`, and the files of `static_dir` at `/` if given.
 pub async fn serve(server: Server, static_dir: Option<PathBuf>) -> std::io::Result<()> {

@@ -10,12 +10,12 @@
 
 use std::time::Duration;
 
-use bayeux_server::{Server, ServiceReply, ServiceRequest};
+use bayeux_server::{ServiceReply, ServiceRequest};
 use serde_json::{json, Value};
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let server = Server::builder().build();
+    let server = bayeux_examples::builder().build();
     server
         .service("/service/echo", |req: ServiceRequest<'_>| {
             Some(ServiceReply::Success(req.data().clone()))

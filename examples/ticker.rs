@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use bayeux_server::Server;
 use serde_json::json;
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let server = Server::builder().build();
+    let server = bayeux_examples::builder().build();
     let period = std::env::var("TICK_MS")
         .ok()
         .and_then(|ms| ms.parse().ok())
