@@ -1,0 +1,216 @@
+//! Two `Server`s sharing one in-memory backplane, in one process: the cluster driver's own
+//! behaviour (takeovers, the outbox, hand-over on stop) without sockets or Redis. The same
+//! behaviours over real Redis and real processes are in `conformance/tests/cluster.rs`.
+
+use std::time::Duration;
+
+use bayeux_server::{
+    BrowserId, ClusterOptions, HoldEnd, MemoryBackplane, Message, Outcome, RequestContext, Server,
+    TransportKind,
+};
+use serde_json::{json, Value};
+
+fn node(backplane: &MemoryBackplane, name: &str) -> Server {
+    Server::builder()
+        .backplane(backplane.clone())
+        .cluster_options(ClusterOptions::default().node_name(name))
+        .build()
+}
+
+async fn ready(servers: &[&Server]) {
+    for server in servers {
+        for _ in 0..200 {
+            if server.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(server.is_ready());
+    }
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::new(TransportKind::LongPolling).with_browser(Some(BrowserId::new("b")))
+}
+
+async fn send(server: &Server, body: Value) -> Outcome {
+    let batch = match body {
+        Value::Array(items) => items,
+        one => vec![one],
+    }
+    .into_iter()
+    .map(|v| Message::from_map(v.as_object().unwrap().clone()))
+    .collect();
+    server.handle(&ctx(), batch).await.expect("valid")
+}
+
+fn values(outcome: &Outcome) -> Vec<Value> {
+    outcome
+        .messages
+        .iter()
+        .map(|m| serde_json::from_str(m.as_str()).unwrap())
+        .collect()
+}
+
+async fn connected(server: &Server) -> String {
+    let outcome = send(server, json!({"channel": "/meta/handshake", "id": "1"})).await;
+    let cid = outcome.handshaken.expect("handshake").to_string();
+    send(
+        server,
+        json!({"channel": "/meta/connect", "id": "2", "clientId": cid, "advice": {"timeout": 0}}),
+    )
+    .await;
+    cid
+}
+
+/// A long poll of `cid` on `server`: what it was answered.
+async fn poll(server: &Server, cid: &str) -> Vec<Value> {
+    let outcome = send(
+        server,
+        json!({"channel": "/meta/connect", "id": "9", "clientId": cid, "advice": {"timeout": 500}}),
+    )
+    .await;
+    let mut messages = values(&outcome);
+    if let Some(hold) = outcome.hold {
+        let HoldEnd::Reply(later) = server.wait_hold(hold).await else {
+            panic!("superseded");
+        };
+        messages.extend(
+            later
+                .iter()
+                .map(|m| serde_json::from_str::<Value>(m.as_str()).unwrap()),
+        );
+    }
+    messages
+}
+
+fn data(messages: &[Value]) -> Vec<Value> {
+    messages
+        .iter()
+        .filter(|m| m.get("successful").is_none())
+        .map(|m| m["data"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn publish_from_rust_on_one_node_reaches_a_session_of_another() {
+    let backplane = MemoryBackplane::new();
+    let (a, b) = (node(&backplane, "a"), node(&backplane, "b"));
+    ready(&[&a, &b]).await;
+    let cid = connected(&a).await;
+    let reply = send(
+        &a,
+        json!({"channel": "/meta/subscribe", "id": "3", "clientId": cid, "subscription": "/news"}),
+    )
+    .await;
+    assert_eq!(values(&reply)[0]["successful"], json!(true));
+    b.publish("/news", json!("one")).unwrap();
+    b.publish("/news", json!("two")).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(data(&poll(&a, &cid).await));
+    }
+    assert_eq!(got, [json!("one"), json!("two")]);
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_session_share_one_takeover() {
+    let backplane = MemoryBackplane::new();
+    let (a, b) = (node(&backplane, "a"), node(&backplane, "b"));
+    ready(&[&a, &b]).await;
+    let cid = connected(&a).await;
+    let requests = (0..8).map(|i| {
+        let (b, cid) = (b.clone(), cid.clone());
+        tokio::spawn(async move {
+            let outcome = send(
+                &b,
+                json!({"channel": "/meta/subscribe", "id": i.to_string(), "clientId": cid,
+                    "subscription": format!("/c/{i}")}),
+            )
+            .await;
+            values(&outcome)[0]["successful"].clone()
+        })
+    });
+    for request in requests {
+        assert_eq!(request.await.unwrap(), json!(true));
+    }
+    let stats = b.cluster_stats().unwrap();
+    let takeovers = stats
+        .takeovers_handoff
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + stats
+            .takeovers_orphan
+            .load(std::sync::atomic::Ordering::Relaxed)
+        + stats
+            .takeovers_timeout
+            .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(takeovers, 1);
+    assert!(a.engine().session(&cid).is_none(), "a let go of it");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.engine().session(&cid).unwrap().subscriptions().len(), 8);
+}
+
+#[tokio::test]
+async fn an_unreachable_backplane_refuses_client_publishes_and_the_outbox_waits() {
+    let backplane = MemoryBackplane::new();
+    let (a, b) = (node(&backplane, "a"), node(&backplane, "b"));
+    ready(&[&a, &b]).await;
+    let cid = connected(&a).await;
+    send(
+        &a,
+        json!({"channel": "/meta/subscribe", "id": "3", "clientId": cid, "subscription": "/o"}),
+    )
+    .await;
+    let publisher = connected(&b).await;
+    backplane.set_reachable(false);
+    let refused = send(
+        &b,
+        json!({"channel": "/o", "id": "4", "clientId": publisher, "data": "lost"}),
+    )
+    .await;
+    assert_eq!(
+        values(&refused),
+        [json!({"channel": "/o", "id": "4", "successful": false,
+            "error": "503::backplane_unavailable", "advice": {"reconnect": "retry", "interval": 1000}})]
+    );
+    // From Rust: queued in order, sent once the backplane answers again.
+    b.publish("/o", json!(1)).unwrap();
+    b.publish("/o", json!(2)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!b.is_ready());
+    backplane.set_reachable(true);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(data(&poll(&a, &cid).await));
+    }
+    assert_eq!(got, [json!(1), json!(2)]);
+}
+
+#[tokio::test]
+async fn a_stopping_node_hands_its_sessions_over_at_once() {
+    let backplane = MemoryBackplane::new();
+    let (a, b) = (node(&backplane, "a"), node(&backplane, "b"));
+    ready(&[&a, &b]).await;
+    let cid = connected(&a).await;
+    send(
+        &a,
+        json!({"channel": "/meta/subscribe", "id": "3", "clientId": cid, "subscription": "/s"}),
+    )
+    .await;
+    // Queued on a, never sent: it must reach the client through b.
+    b.publish("/s", json!("queued")).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.engine().session(&cid).unwrap().queue_len(), 1);
+    a.shutdown().await;
+    assert_eq!(a.session_count(), 0);
+    let began = tokio::time::Instant::now();
+    let messages = poll(&b, &cid).await;
+    assert!(began.elapsed() < Duration::from_millis(400), "no waiting");
+    assert_eq!(data(&messages), [json!("queued")]);
+    let orphans = b
+        .cluster_stats()
+        .unwrap()
+        .takeovers_orphan
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(orphans, 1, "released: taken at once");
+}
