@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use actix_web::{App, HttpServer};
 use bayeux_redis::{RedisBackplane, RedisOptions};
-use bayeux_server::{ClusterOptions, Server, ServerBuilder};
+use bayeux_server::{BackplaneStatus, ClusterOptions, Server, ServerBuilder};
 
 /// A server builder, one node of a cluster when `$BACKPLANE` names a Redis: one builder call
 /// is all it takes.
@@ -42,6 +42,11 @@ pub fn builder() -> ServerBuilder {
 /// Serves `server` at `/cometd` on `$BIND`, and the files of `static_dir` at `/` if given.
 pub async fn serve(server: Server, static_dir: Option<PathBuf>) -> std::io::Result<()> {
     let addr = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    // A node of a cluster says it listens once it reads the shared log (or after 3 s).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while server.backplane_status() == BackplaneStatus::Down && std::time::Instant::now() < until {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let http = HttpServer::new(move || {
         let app = App::new().service(bayeux_actix::scope("/cometd", server.clone()));
         match &static_dir {

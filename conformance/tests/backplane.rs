@@ -13,7 +13,7 @@ use bayeux_redis::{RedisBackplane, RedisOptions};
 use bayeux_server::backplane::{Backplane, Claim, LogRecord, NodeId, Registration};
 use bayeux_server::MemoryBackplane;
 use serde_json::json;
-use support::redis::{RedisCluster, RedisServer};
+use support::redis::{RedisCluster, RedisSentinel, RedisServer};
 
 fn publish(n: u64) -> LogRecord {
     LogRecord::Entry(Entry::Publish {
@@ -211,6 +211,13 @@ async fn redis_keeps_the_contract() {
 async fn redis_cluster_keeps_the_contract() {
     let cluster = RedisCluster::start(3).await;
     let backplane = RedisBackplane::new(&cluster.url(), RedisOptions::default()).expect("url");
+    check_contract(&backplane).await;
+}
+
+#[tokio::test]
+async fn redis_through_sentinel_keeps_the_contract() {
+    let sentinel = RedisSentinel::start().await;
+    let backplane = RedisBackplane::new(&sentinel.url(), RedisOptions::default()).expect("url");
     check_contract(&backplane).await;
 }
 

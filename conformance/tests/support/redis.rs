@@ -123,17 +123,7 @@ impl RedisServer {
 
     /// Sends one command and returns the raw reply (RESP text, one read).
     pub async fn command(&self, args: &[&str]) -> std::io::Result<String> {
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        let mut stream =
-            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes()).await?;
-        let mut buffer = vec![0; 1 << 16];
-        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await??;
-        Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
+        command(self.port, args).await
     }
 
     /// How many times each command ran since the start (from `INFO commandstats`).
@@ -178,6 +168,92 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends one command to the Redis (or Sentinel) on `port`; returns the raw reply (RESP text,
+/// one read).
+pub async fn command(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream.write_all(request.as_bytes()).await?;
+    let mut buffer = vec![0; 1 << 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await??;
+    Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
+}
+
+/// A master and one Sentinel watching it (named `main`).
+pub struct RedisSentinel {
+    /// The master.
+    pub master: RedisServer,
+    sentinel: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisSentinel {
+    /// Starts a master and a Sentinel that knows it.
+    pub async fn start() -> Self {
+        let master = RedisServer::start().await;
+        let port = free_port(false);
+        let dir = fresh_dir(port);
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor main 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds main 2000\n",
+                dir.display(),
+                master.port()
+            ),
+        )
+        .expect("sentinel config");
+        let sentinel = Command::new(binary())
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel starts");
+        let this = Self {
+            master,
+            sentinel: Some(sentinel),
+            port,
+            dir,
+        };
+        // Up once it names the master.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = command(port, &["SENTINEL", "get-master-addr-by-name", "main"])
+                .await
+                .unwrap_or_default();
+            if reply.contains(&this.master.port().to_string()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sentinel not ready: {reply:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        this
+    }
+
+    /// `redis+sentinel://127.0.0.1:PORT/main`.
+    pub fn url(&self) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/main", self.port)
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.sentinel.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
