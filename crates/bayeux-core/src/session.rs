@@ -319,12 +319,17 @@ impl Session {
 
     /// Attaches a value to the session, replacing any under the same key.
     pub fn set_attribute(&self, key: impl Into<String>, value: impl Into<Value>) {
-        self.lock().attributes.insert(key.into(), value.into());
+        let mut st = self.lock();
+        st.attributes.insert(key.into(), value.into());
+        // In a cluster, attributes travel with the session's record.
+        st.dirty = true;
     }
 
     /// Removes a value attached to the session.
     pub fn remove_attribute(&self, key: &str) -> Option<Value> {
-        self.lock().attributes.remove(key)
+        let mut st = self.lock();
+        st.dirty = true;
+        st.attributes.remove(key)
     }
 
     /// Takes one publish from the session's allowance under `rate` (always true without one).
