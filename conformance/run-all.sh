@@ -2,7 +2,8 @@
 # Runs every test of the project on a fresh machine: formatting and lints, Rust unit and wire
 # tests, then the official CometD JavaScript client against bayeuxd in Node and in headless
 # Chromium. Installs what it needs: the npm packages of conformance/node and conformance/browser,
-# and, when missing and running as root on Debian, Node.js and Chromium.
+# and, when missing and running as root on Debian, Node.js, Chromium and Redis (the cluster
+# tests start their own redis-server processes on free ports; no system service is used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -26,6 +27,16 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_BIN:-}" ]; then
     apt-get update -qq && apt-get install -y -qq chromium
   else
     echo "Chromium is needed for the browser suite: install it (e.g. apt-get install chromium) or set CHROMIUM_BIN" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v redis-server >/dev/null 2>&1 && [ -z "${REDIS_SERVER:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing Redis (Debian package) for the cluster tests"
+    apt-get update -qq && apt-get install -y -qq redis-server
+  else
+    echo "Redis is needed for the cluster tests: install it (e.g. apt-get install redis-server) or set REDIS_SERVER" >&2
     exit 1
   fi
 fi

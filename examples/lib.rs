@@ -39,7 +39,8 @@ pub fn builder() -> ServerBuilder {
     builder.backplane(backplane).cluster_options(options)
 }
 
-/// Serves `server` at `/cometd` on `$BIND`, and the files of `static_dir` at `/` if given.
+/// Serves `server` at `/cometd` on `$BIND`, with the probes (`/healthz`, `/readyz`), and the
+/// files of `static_dir` at `/` if given.
 pub async fn serve(server: Server, static_dir: Option<PathBuf>) -> std::io::Result<()> {
     let addr = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:8080".into());
     // A node of a cluster says it listens once it reads the shared log (or after 3 s).
@@ -48,7 +49,9 @@ pub async fn serve(server: Server, static_dir: Option<PathBuf>) -> std::io::Resu
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let http = HttpServer::new(move || {
-        let app = App::new().service(bayeux_actix::scope("/cometd", server.clone()));
+        let app = App::new()
+            .service(bayeux_actix::scope("/cometd", server.clone()))
+            .configure(bayeux_actix::probes(server.clone()));
         match &static_dir {
             Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
             None => app,

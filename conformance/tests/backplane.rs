@@ -36,6 +36,8 @@ fn record(cid: &str, browser: Option<&str>, position: u64) -> SessionRecord {
     }
 }
 
+const MOVE: Duration = Duration::from_secs(5);
+
 async fn check_contract(backplane: &dyn Backplane) {
     let a = NodeId::new("a#01");
     let b = NodeId::new("b#02");
@@ -93,20 +95,20 @@ async fn check_contract(backplane: &dyn Backplane) {
     );
     assert_eq!(
         backplane
-            .claim(&b, &cid, Some(&BrowserId::new("other")))
+            .claim(&b, &cid, Some(&BrowserId::new("other")), MOVE)
             .await
             .unwrap(),
         Claim::Denied
     );
     assert_eq!(
         backplane
-            .claim(&b, &ClientId::new("nobody"), None)
+            .claim(&b, &ClientId::new("nobody"), None, MOVE)
             .await
             .unwrap(),
         Claim::Unknown
     );
     let claim = backplane
-        .claim(&b, &cid, Some(&BrowserId::new("cookie")))
+        .claim(&b, &cid, Some(&BrowserId::new("cookie")), MOVE)
         .await
         .unwrap();
     assert_eq!(
@@ -122,6 +124,18 @@ async fn check_contract(backplane: &dyn Backplane) {
         backplane.sessions_of(&b).await.unwrap(),
         std::slice::from_ref(&cid)
     );
+    // One move at a time: until b says its move is over (or it times out), others wait.
+    assert_eq!(
+        backplane.claim(&a, &cid, None, MOVE).await.unwrap(),
+        Claim::Busy
+    );
+    backplane.moved(&a, &cid).await.unwrap();
+    assert_eq!(
+        backplane.claim(&a, &cid, None, MOVE).await.unwrap(),
+        Claim::Busy,
+        "only the owner ends its move"
+    );
+    backplane.moved(&b, &cid).await.unwrap();
     // Only the owner's checkpoints and releases are written.
     let newer = record(cid.as_str(), Some("cookie"), start + 5);
     assert_eq!(
@@ -144,7 +158,7 @@ async fn check_contract(backplane: &dyn Backplane) {
     assert_eq!(released.owner, None);
     assert_eq!(released.record, newer);
     // A released session is claimed with no former owner.
-    let claim = backplane.claim(&a, &cid, None).await.unwrap();
+    let claim = backplane.claim(&a, &cid, None, MOVE).await.unwrap();
     assert!(
         matches!(
             claim,
@@ -155,6 +169,27 @@ async fn check_contract(backplane: &dyn Backplane) {
             }
         ),
         "{claim:?}"
+    );
+    // A move whose node never says it is over ends with its time.
+    let short = backplane
+        .claim(&b, &cid, None, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(short, Claim::Busy, "a's move is under way");
+    backplane.moved(&a, &cid).await.unwrap();
+    let short = backplane
+        .claim(&b, &cid, None, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(
+        matches!(short, Claim::Claimed { epoch: 4, .. }),
+        "{short:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let again = backplane.claim(&a, &cid, None, MOVE).await.unwrap();
+    assert!(
+        matches!(again, Claim::Claimed { epoch: 5, .. }),
+        "{again:?}"
     );
     // Exactly one removal wins; only the owner's, when an owner is named.
     assert!(!backplane.remove(&cid, Some(&b)).await.unwrap());

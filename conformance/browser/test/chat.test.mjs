@@ -1,6 +1,9 @@
 // The chat example (examples/chat: main.rs + index.html, the page using the OFFICIAL CometD
 // client from npm) driven as a user would in headless Chromium: two browser contexts type
-// their names, join, see each other in the member list, talk, and one leaves.
+// their names, join, see each other in the member list, talk, and one leaves. Once on one
+// node, and once on two nodes sharing a Redis (started by the test), one user on each: the
+// messages, the member list (kept on the shared log by the example) and the departure cross
+// nodes.
 //
 // Needs the built example (target/debug/examples/chat, `cargo build -p bayeux-examples
 // --examples`; EXAMPLES_DIR overrides the folder) and the page's client
@@ -13,6 +16,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, bounded, Wire } from '../lib/browser.mjs';
 import { exampleIdentity, startExample } from '../../node/lib/example.mjs';
+import { startRedis } from '../../node/lib/redis.mjs';
 
 const TEST_TIMEOUT = 45000;
 const STEP_MS = 5000;
@@ -96,22 +100,23 @@ describe('example "chat" in headless Chromium (official CometD client)', () => {
     if (b) await b.close();
   });
 
-  test('two users join, see each other, talk; a closed page leaves the member list', { timeout: TEST_TIMEOUT }, async () => {
-    const server = await startExample('chat');
+  /** The scenario, with alice's page served by `servers[0]` and bob's by the last one. */
+  async function talk(servers) {
+    const [first, last] = [servers[0], servers.at(-1)];
     const users = []; // open contexts, closed at the end
     const everyone = []; // for failure messages
     try {
       // The page imports ./node_modules/cometd/cometd.js, served by the example itself.
-      const client = await fetch(`${server.origin}/node_modules/cometd/cometd.js`, { signal: AbortSignal.timeout(5000) });
+      const client = await fetch(`${first.origin}/node_modules/cometd/cometd.js`, { signal: AbortSignal.timeout(5000) });
       assert.equal(client.status, 200,
         'the chat page needs its CometD client: run `npm install --prefix examples/chat`');
       await client.arrayBuffer();
 
       const b = await browser();
-      const alice = await openChat(b, server.origin, 'alice');
+      const alice = await openChat(b, first.origin, 'alice');
       users.push(alice);
       everyone.push(alice);
-      const bob = await openChat(b, server.origin, 'bob');
+      const bob = await openChat(b, last.origin, 'bob');
       users.push(bob);
       everyone.push(bob);
 
@@ -133,6 +138,10 @@ describe('example "chat" in headless Chromium (official CometD client)', () => {
       assert.equal(await alice.page.inputValue('#text'), '', 'the text box is cleared after sending');
       assert.deepEqual(sentOn(alice, '/chat/room').map((m) => m.data), [{ user: 'alice', text: 'hi bob' }]);
 
+      await bob.page.fill('#text', 'hello alice');
+      await bob.page.click('#say button');
+      await waitLogLine(alice, 'bob: hello alice');
+
       // Bob leaves: his page closes (running its beforeunload handler: cometd.disconnect()),
       // then his browser context.
       const closed = new Promise((resolve) => bob.page.once('close', resolve));
@@ -144,7 +153,8 @@ describe('example "chat" in headless Chromium (official CometD client)', () => {
       await waitMembers(alice, ['alice'], DEPARTURE_MS);
       const tookMs = Date.now() - leftAt;
       assert.deepEqual(await members(alice), ['alice']);
-      assert.deepEqual(await logLines(alice), ['joined as alice over websocket', 'alice: hi bob']);
+      assert.deepEqual(await logLines(alice),
+        ['joined as alice over websocket', 'alice: hi bob', 'bob: hello alice']);
       console.log(`bob's departure reached alice ${tookMs} ms after his page started closing; ` +
         `bob's page sent /meta/disconnect: ${sentOn(bob, '/meta/disconnect').length > 0}`);
 
@@ -159,13 +169,25 @@ describe('example "chat" in headless Chromium (official CometD client)', () => {
         err.message += `\n--- ${user.name} wire: ${user.wire.dump()}`;
         err.message += `\n--- ${user.name} page log:\n${user.logs.slice(-20).join('\n')}`;
       }
-      err.message += `\n--- chat example stderr tail:\n${server.stderr.slice(-3000)}`;
+      for (const server of servers) {
+        err.message += `\n--- chat example stderr tail:\n${server.stderr.slice(-3000)}`;
+      }
       throw err;
     } finally {
       for (const user of users) {
         await bounded(user.context.close(), 10000, 'closing a browser context').catch(() => {});
       }
-      await server.stop();
+      for (const server of servers) await server.stop();
     }
+  }
+
+  test('two users join, see each other, talk; a closed page leaves the member list', { timeout: TEST_TIMEOUT }, async () => {
+    await talk([await startExample('chat')]);
+  });
+
+  test('the same on two nodes sharing a Redis, one user on each', { timeout: TEST_TIMEOUT }, async (t) => {
+    const redis = await startRedis(t);
+    const env = (name) => ({ env: { BACKPLANE: redis.url, NODE_NAME: name } });
+    await talk([await startExample('chat', env('a')), await startExample('chat', env('b'))]);
   });
 });

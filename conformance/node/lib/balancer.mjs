@@ -19,6 +19,10 @@
 //   request, which is re-dispatched to the first ready node (which will answer 402, and the
 //   client handshakes again): the "redispatch" of real balancers.
 //
+// With `{policy: 'round-robin'}` there is no affinity at all: every HTTP request and every new
+// websocket goes to the next ready node in turn (what a plain L4/L7 balancer does), so the
+// requests of one session land on every node; the cluster tests use it.
+//
 // Everything routed is recorded in `routes` ({at, transport, node, reason, channels,
 // clientId}); every handshake answer seen, with the node that gave it, in `handshakes`
 // ({at, transport, node, clientId, successful, error}); every websocket in `sockets`
@@ -66,8 +70,14 @@ export class Balancer {
   #wsPairs = new Set();
   #path;
 
+  /** 'first-ready' (affinity, as above) or 'round-robin' (no affinity). */
+  policy;
+  #turn = 0;
+
   /** `nodes`: [{name, url}] in order of preference; `url` is the node's Bayeux endpoint. */
-  constructor(nodes, { pollMs = 50 } = {}) {
+  constructor(nodes, { pollMs = 50, policy = 'first-ready' } = {}) {
+    if (!['first-ready', 'round-robin'].includes(policy)) throw new Error(`unknown policy ${policy}`);
+    this.policy = policy;
     if (nodes.length === 0) throw new Error('a balancer needs nodes');
     this.nodes = nodes.map(({ name, url }) => ({
       name,
@@ -85,9 +95,25 @@ export class Balancer {
     return this.nodes.find((n) => n.name === name);
   }
 
-  /** The node new work goes to now (first ready), or undefined. */
+  /** The node new work goes to now (first ready, or the next ready in turn), or undefined. */
   pick() {
+    if (this.policy === 'round-robin') {
+      for (let i = 0; i < this.nodes.length; i++) {
+        const node = this.nodes[this.#turn++ % this.nodes.length];
+        if (node.ready) return node;
+      }
+      return undefined;
+    }
     return this.nodes.find((n) => n.ready);
+  }
+
+  /** How many requests of `clientId` each node got: {name: count}. */
+  routesOf(clientId) {
+    const counts = {};
+    for (const r of this.routes) {
+      if (r.clientId === clientId) counts[r.node] = (counts[r.node] ?? 0) + 1;
+    }
+    return counts;
   }
 
   async start() {
@@ -156,6 +182,7 @@ export class Balancer {
 
   #route(messages) {
     const clientId = messages.find((m) => m && typeof m.clientId === 'string')?.clientId;
+    if (this.policy === 'round-robin') return { node: this.pick(), reason: 'round-robin', clientId };
     const pinned = clientId !== undefined ? this.pins.get(clientId) : undefined;
     if (pinned !== undefined) return { node: this.node(pinned), reason: 'pinned', clientId };
     return { node: this.pick(), reason: 'new', clientId };

@@ -20,6 +20,30 @@ use crate::listener::RemovalReason;
 use crate::log::Entry;
 use crate::session::Session;
 
+/// The outcome of [`Engine::release`].
+#[derive(Debug)]
+pub enum Release {
+    /// A request of the session is being processed here: try again once it is done.
+    Busy,
+    /// Released: its record, exact as of now.
+    Released(SessionRecord),
+    /// Not served here.
+    Unknown,
+}
+
+/// A session in use by a request being processed (see [`Engine::use_session`]).
+#[derive(Debug)]
+pub struct SessionInUse {
+    session: Arc<Session>,
+}
+
+impl Drop for SessionInUse {
+    fn drop(&mut self) {
+        let mut st = self.session.lock();
+        st.in_use = st.in_use.saturating_sub(1);
+    }
+}
+
 /// What a cluster's session registry keeps of a session.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionRecord {
@@ -83,15 +107,39 @@ impl Engine {
     /// Lets another node take the session: returns its record and removes it here, without
     /// telling the listeners (it lives on). A held connect is answered with advice to retry
     /// at once, carrying nothing: what was queued is in the log, and the next node sends it.
-    pub fn release(&self, client_id: &str) -> Option<SessionRecord> {
-        let session = self.session(client_id)?;
-        let record = self.record_of(&session);
+    ///
+    /// A session with a request being processed here is not released ([`Release::Busy`]),
+    /// unless `force`: the caller tries again once the request is done.
+    pub fn release(&self, client_id: &str, force: bool) -> Release {
+        let Some(session) = self.session(client_id) else {
+            return Release::Unknown;
+        };
         {
             let mut st = session.lock();
+            if st.in_use > 0 && !force {
+                return Release::Busy;
+            }
+            // From here on no request can start using it (`use_session` refuses).
             st.moved = true;
         }
+        let record = self.record_of(&session);
         self.drop_session(&session);
-        Some(record)
+        Release::Released(record)
+    }
+
+    /// Marks a session as used by a request being processed here, so that it is not
+    /// released to another node meanwhile; `None` when it is not served here. Dropping the
+    /// guard ends the use.
+    pub fn use_session(&self, client_id: &str) -> Option<SessionInUse> {
+        let session = self.session(client_id)?;
+        {
+            let mut st = session.lock();
+            if st.removed || st.moved {
+                return None;
+            }
+            st.in_use += 1;
+        }
+        Some(SessionInUse { session })
     }
 
     /// Serves a session taken over from another node, as `record` describes it: no

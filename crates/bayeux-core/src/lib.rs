@@ -59,7 +59,7 @@ pub use channels::{ChannelListener, ChannelOptions};
 pub use config::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
 pub use engine::{Engine, Outcome, RequestContext, RequestError};
 pub use extension::Extension;
-pub use handover::SessionRecord;
+pub use handover::{Release, SessionInUse, SessionRecord};
 pub use hold::{Hold, HoldEnd, Pusher};
 pub use ids::{BrowserId, IdSource, SequentialIds};
 pub use lifecycle::Sweep;

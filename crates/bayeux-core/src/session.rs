@@ -78,6 +78,9 @@ pub(crate) struct SessionState {
     pub(crate) moved: bool,
     /// Something a checkpoint records changed since the last one was taken.
     pub(crate) dirty: bool,
+    /// Requests of this session being processed on this node (a cluster does not move a
+    /// session away in the middle of one).
+    pub(crate) in_use: u32,
 }
 
 /// A message waiting in a session's queue.
@@ -158,6 +161,7 @@ impl Session {
                 sent_through: position,
                 moved: false,
                 dirty: false,
+                in_use: 0,
             }),
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bayeux_core::{
     AckExtension, Action, BrowserId, Engine, EngineConfig, Entry, Hold, HoldEnd, IdSource, LogMode,
-    RemovalReason, RequestContext, SessionListener, SessionRecord, TransportKind,
+    Release, RemovalReason, RequestContext, SessionListener, SessionRecord, TransportKind,
 };
 use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message};
 use serde_json::{json, Value};
@@ -383,7 +383,9 @@ fn a_released_session_is_taken_over_with_exactly_what_the_client_lacks() {
 
     // The session moves: node a lets go with its record, node b adopts it and replays the log.
     c.sync();
-    let record = c.nodes[0].engine.release(&cid).expect("served by a");
+    let Release::Released(record) = c.nodes[0].engine.release(&cid, false) else {
+        panic!("served by a");
+    };
     assert_eq!(record.position, 0, "the client acknowledged nothing yet");
     assert_eq!(
         record.subscriptions,
@@ -439,7 +441,9 @@ fn a_taken_over_session_without_ack_gets_what_was_queued_and_not_sent() {
     let position = c.log.len() as u64;
     c.nodes[0].engine.apply(c.now, position, &entry);
     c.nodes[0].read = c.log.len();
-    let record = c.nodes[0].engine.release(&cid).expect("served by a");
+    let Release::Released(record) = c.nodes[0].engine.release(&cid, false) else {
+        panic!("served by a");
+    };
     assert_eq!(record.position, 2, "the checkpoint: what was sent");
     let answer = c.complete(0, hold);
     assert_eq!(

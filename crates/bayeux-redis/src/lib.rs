@@ -456,6 +456,7 @@ impl Backplane for RedisBackplane {
         node: &NodeId,
         client_id: &ClientId,
         browser: Option<&BrowserId>,
+        move_ttl: Duration,
     ) -> BoxFuture<'_, BackplaneResult<Claim>> {
         let node = node.clone();
         let client_id = client_id.clone();
@@ -466,7 +467,8 @@ impl Backplane for RedisBackplane {
             invocation
                 .key(self.keys.session(&client_id))
                 .arg(node.as_str())
-                .arg(&browser);
+                .arg(&browser)
+                .arg(move_ttl.as_millis() as u64);
             let reply: Vec<Value> = self
                 .commands
                 .run_script(&invocation)
@@ -476,6 +478,7 @@ impl Backplane for RedisBackplane {
             match outcome.as_str() {
                 "unknown" => Ok(Claim::Unknown),
                 "denied" => Ok(Claim::Denied),
+                "busy" => Ok(Claim::Busy),
                 "claimed" => {
                     let epoch = reply
                         .get(1)
@@ -509,6 +512,23 @@ impl Backplane for RedisBackplane {
                 }
                 other => Err(BackplaneError::Corrupt(format!("claim answered {other:?}"))),
             }
+        })
+    }
+
+    fn moved(&self, node: &NodeId, client_id: &ClientId) -> BoxFuture<'_, BackplaneResult<()>> {
+        let node = node.clone();
+        let client_id = client_id.clone();
+        Box::pin(async move {
+            let script = scripts::moved();
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.keys.session(&client_id))
+                .arg(node.as_str());
+            self.commands
+                .run_script::<i64>(&invocation)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
         })
     }
 

@@ -4,7 +4,8 @@
 use redis::Script;
 
 /// Claims a session: `KEYS[1]` its hash, `ARGV[1]` the claiming node, `ARGV[2]` the browser
-/// cookie presented (empty: not checked). Answers `{"unknown"}`, `{"denied"}`, or
+/// cookie presented (empty: not checked), `ARGV[3]` how long the move may take (ms). Answers
+/// `{"unknown"}`, `{"denied"}`, `{"busy"}` (another move is under way), or
 /// `{"claimed", epoch, former owner, browser, ack, attrs, subs, pos}`.
 pub(crate) fn claim() -> Script {
     Script::new(
@@ -12,11 +13,24 @@ pub(crate) fn claim() -> Script {
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
 local bound = redis.call('HGET', KEYS[1], 'browser')
 if ARGV[2] ~= '' and bound and bound ~= '' and bound ~= ARGV[2] then return {'denied'} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(redis.call('HGET', KEYS[1], 'moving') or '0') > now then return {'busy'} end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local former = redis.call('HGET', KEYS[1], 'owner') or ''
-redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'moving', tostring(now + tonumber(ARGV[3])))
 local f = redis.call('HMGET', KEYS[1], 'browser', 'ack', 'attrs', 'subs', 'pos')
 return {'claimed', tostring(epoch), former, f[1] or '', f[2] or '0', f[3] or '{}', f[4] or '[]', f[5] or '0'}
+",
+    )
+}
+
+/// Ends the move of a session by `ARGV[1]`, its owner now.
+pub(crate) fn moved() -> Script {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] then redis.call('HDEL', KEYS[1], 'moving') end
+return 1
 ",
     )
 }

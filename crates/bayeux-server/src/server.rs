@@ -114,12 +114,18 @@ impl Server {
         ctx: &RequestContext,
         batch: Vec<Message>,
     ) -> Result<Outcome, RequestError> {
+        // In a cluster: the session is served here, and stays here until this request is
+        // done (the guard).
+        let mut _in_use = None;
         if self.inner.cluster.is_some() && !batch.is_empty() {
-            if let Err(refusal) = self.serve_session_of(ctx, &batch).await {
-                return Ok(Outcome {
-                    messages: self.inner.engine.refuse_batch(&batch, &refusal),
-                    ..Outcome::default()
-                });
+            match self.serve_session_of(ctx, &batch).await {
+                Ok(guard) => _in_use = guard,
+                Err(refusal) => {
+                    return Ok(Outcome {
+                        messages: self.inner.engine.refuse_batch(&batch, &refusal),
+                        ..Outcome::default()
+                    })
+                }
             }
         }
         let started = now();

@@ -48,6 +48,8 @@ struct Registered {
     record: SessionRecord,
     owner: Option<NodeId>,
     epoch: u64,
+    /// A move of the session is under way until then.
+    moving_until: Option<Instant>,
 }
 
 impl MemoryBackplane {
@@ -219,6 +221,7 @@ impl Backplane for MemoryBackplane {
                     record: record.clone(),
                     owner: Some(node.clone()),
                     epoch: 1,
+                    moving_until: None,
                 },
             );
             state.own(node, &record.client_id);
@@ -231,6 +234,7 @@ impl Backplane for MemoryBackplane {
         node: &NodeId,
         client_id: &ClientId,
         browser: Option<&BrowserId>,
+        move_ttl: Duration,
     ) -> BoxFuture<'_, BackplaneResult<Claim>> {
         let result = self.with(|state| {
             let Some(found) = state.sessions.get_mut(client_id) else {
@@ -241,6 +245,11 @@ impl Backplane for MemoryBackplane {
                     return Claim::Denied;
                 }
             }
+            let now = Instant::now();
+            if found.moving_until.is_some_and(|until| until > now) {
+                return Claim::Busy;
+            }
+            found.moving_until = Some(now + move_ttl);
             found.epoch += 1;
             let previous = found.owner.replace(node.clone());
             let claim = Claim::Claimed {
@@ -253,6 +262,17 @@ impl Backplane for MemoryBackplane {
             }
             state.own(node, client_id);
             claim
+        });
+        Box::pin(async move { result })
+    }
+
+    fn moved(&self, node: &NodeId, client_id: &ClientId) -> BoxFuture<'_, BackplaneResult<()>> {
+        let result = self.with(|state| {
+            if let Some(found) = state.sessions.get_mut(client_id) {
+                if found.owner.as_ref() == Some(node) {
+                    found.moving_until = None;
+                }
+            }
         });
         Box::pin(async move { result })
     }

@@ -120,6 +120,8 @@ pub enum Claim {
         /// The node that owned it; `None` when it had been released (a drain).
         previous: Option<NodeId>,
     },
+    /// Another node is taking the session over right now: claim again in a moment.
+    Busy,
     /// The session is bound to another browser cookie than the one presented.
     Denied,
     /// No such session.
@@ -189,13 +191,19 @@ pub trait Backplane: Send + Sync + 'static {
         -> BoxFuture<'_, BackplaneResult<()>>;
 
     /// Takes a session for `node`: bumps its lease and makes `node` its owner, unless the
-    /// session is bound to another browser than `browser` (when one is given).
+    /// session is bound to another browser than `browser` (when one is given), or another
+    /// node's move of it is under way ([`Claim::Busy`]; a move ends with
+    /// [`Backplane::moved`], or after `move_ttl`).
     fn claim(
         &self,
         node: &NodeId,
         client_id: &ClientId,
         browser: Option<&BrowserId>,
+        move_ttl: Duration,
     ) -> BoxFuture<'_, BackplaneResult<Claim>>;
+
+    /// Ends `node`'s move of a session (it serves it now): others may claim it again.
+    fn moved(&self, node: &NodeId, client_id: &ClientId) -> BoxFuture<'_, BackplaneResult<()>>;
 
     /// Writes the records of sessions `node` owns; one flag per record, false when the session
     /// is not `node`'s any more (taken over or removed).

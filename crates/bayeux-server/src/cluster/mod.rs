@@ -158,6 +158,10 @@ pub(crate) struct Expected {
     pub(crate) adopted: oneshot::Sender<()>,
 }
 
+/// A takeover running here: `None` until it ends, then where it left the session (`None`
+/// inside when the backplane failed).
+pub(crate) type RunningTakeover = tokio::sync::watch::Receiver<Option<Option<takeover::Served>>>;
+
 /// One node's part of a cluster.
 pub(crate) struct Cluster {
     pub(crate) backplane: Arc<dyn Backplane>,
@@ -170,10 +174,13 @@ pub(crate) struct Cluster {
     pub(crate) started: AtomicBool,
     /// Whether the last backplane call succeeded.
     pub(crate) up: AtomicBool,
+    /// When the backplane last failed a call.
+    pub(crate) last_failure: Mutex<Option<tokio::time::Instant>>,
     /// Takeovers waiting for a release, by session.
     pub(crate) expected: Mutex<HashMap<ClientId, Expected>>,
     /// Takeovers running here, by session: later requests for the same session wait on them.
-    pub(crate) running: Mutex<HashMap<ClientId, tokio::sync::watch::Receiver<Option<bool>>>>,
+    /// The value is `None` until done, then `Some(None)` when it failed.
+    pub(crate) running: Mutex<HashMap<ClientId, RunningTakeover>>,
     pub(crate) stats: ClusterStats,
 }
 
@@ -191,6 +198,7 @@ impl Cluster {
             options,
             started: AtomicBool::new(false),
             up: AtomicBool::new(false),
+            last_failure: Mutex::new(None),
             expected: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             stats: ClusterStats::default(),
@@ -212,6 +220,10 @@ impl Cluster {
                 }
             }
             Err(error) => {
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(tokio::time::Instant::now());
                 if self.up.swap(false, Ordering::Relaxed) {
                     tracing::warn!(node = %self.node, %error, "backplane unreachable");
                 }
@@ -219,13 +231,19 @@ impl Cluster {
         }
     }
 
+    /// Whether the backplane failed a call within `within`.
+    pub(crate) fn failed_within(&self, within: Duration) -> bool {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < within)
+    }
+
     pub(crate) fn expected(&self) -> MutexGuard<'_, HashMap<ClientId, Expected>> {
         self.expected.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn running(
-        &self,
-    ) -> MutexGuard<'_, HashMap<ClientId, tokio::sync::watch::Receiver<Option<bool>>>> {
+    pub(crate) fn running(&self) -> MutexGuard<'_, HashMap<ClientId, RunningTakeover>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

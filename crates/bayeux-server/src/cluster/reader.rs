@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bayeux_core::RemovalReason;
+use bayeux_core::{Release, RemovalReason, SessionRecord};
+use bayeux_message::ClientId;
 
 use crate::backplane::{LogRecord, Read};
 use crate::server::{now, Inner};
@@ -147,22 +148,16 @@ async fn apply_all(inner: &Arc<Inner>, records: Vec<Read>) {
                 from,
             } => {
                 if from == cluster.node {
-                    let record = engine.release(session.as_str());
-                    if record.is_some() {
-                        cluster.stats.released.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(client_id = %session, epoch, "session handed over");
+                    match engine.release(session.as_str(), false) {
+                        Release::Released(record) => {
+                            answer_move(inner, session, epoch, Some(record));
+                        }
+                        Release::Unknown => answer_move(inner, session, epoch, None),
+                        // A request of it is being processed here: let go right after.
+                        Release::Busy => {
+                            tokio::spawn(release_when_idle(Arc::clone(inner), session, epoch));
+                        }
                     }
-                    let inner = Arc::clone(inner);
-                    tokio::spawn(async move {
-                        let cluster = inner.cluster();
-                        let released = LogRecord::Released {
-                            session,
-                            epoch,
-                            record,
-                        };
-                        let appended = cluster.backplane.append(vec![released]).await;
-                        cluster.note(&appended);
-                    });
                 }
                 engine.start_at(read.position);
             }
@@ -196,5 +191,50 @@ async fn apply_all(inner: &Arc<Inner>, records: Vec<Read>) {
             }
         }
         applied.position = read.position;
+    }
+}
+
+/// Tells the node taking `session` over (lease `epoch`) that this node let go of it, with its
+/// exact record (or none: it was not served here any more).
+fn answer_move(inner: &Arc<Inner>, session: ClientId, epoch: u64, record: Option<SessionRecord>) {
+    let cluster = inner.cluster();
+    if record.is_some() {
+        cluster.stats.released.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(client_id = %session, epoch, "session handed over");
+    }
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        let cluster = inner.cluster();
+        let released = LogRecord::Released {
+            session,
+            epoch,
+            record,
+        };
+        let appended = cluster.backplane.append(vec![released]).await;
+        cluster.note(&appended);
+    });
+}
+
+/// Releases a session once no request of it is being processed here; after the hand-over
+/// timeout, releases it anyway (a request hogging it must not keep it here for ever).
+async fn release_when_idle(inner: Arc<Inner>, session: ClientId, epoch: u64) {
+    let cluster = inner.cluster();
+    let deadline = tokio::time::Instant::now() + cluster.options.handoff_timeout;
+    loop {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        // Under the apply lock: the record is exact as of one position of the log.
+        let _applied = cluster.applied.lock().await;
+        let force = tokio::time::Instant::now() >= deadline;
+        match inner.engine.release(session.as_str(), force) {
+            Release::Busy => continue,
+            Release::Released(record) => {
+                answer_move(&inner, session, epoch, Some(record));
+                return;
+            }
+            Release::Unknown => {
+                answer_move(&inner, session, epoch, None);
+                return;
+            }
+        }
     }
 }

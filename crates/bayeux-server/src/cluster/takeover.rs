@@ -11,12 +11,15 @@
 //!    was sent (or acknowledged) is not sent again, what was queued for it is.
 //!
 //! Requests that arrive for a session while it is being taken over wait for that takeover.
+//! One move of a session runs at a time in the whole cluster: a claim made while another
+//! node's move is under way is answered "busy" and made again shortly. A session is never
+//! released while one of its requests is being processed where it is (`Engine::use_session`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bayeux_core::{BrowserId, RequestContext, SessionRecord, TransportKind};
+use bayeux_core::{BrowserId, RequestContext, SessionInUse, SessionRecord, TransportKind};
 use bayeux_message::{ClientId, Message, Refusal};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -26,6 +29,18 @@ use crate::server::{now, Inner, Server};
 
 use super::{Applied, Expected};
 
+/// Where a takeover left the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Served here now.
+    Here,
+    /// No such session (or bound to another browser): the engine answers `402`.
+    Nowhere,
+}
+
+/// How long a claim waits before trying again while another node moves the session.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
+
 /// Most records read from the log per call while replaying.
 const REPLAY_CHUNK: usize = 1000;
 /// How often a takeover waiting for a release checks that the former owner still lives.
@@ -33,29 +48,46 @@ const LIVENESS_POLL: Duration = Duration::from_millis(200);
 
 impl Server {
     /// Makes sure this node serves the session `batch` is for, taking it over from the node
-    /// that served it if need be. `Err` with what to answer when it cannot now.
+    /// that served it if need be, and marks it in use until the guard is dropped. `Err` with
+    /// what to answer when it cannot now.
     pub(crate) async fn serve_session_of(
         &self,
         ctx: &RequestContext,
         batch: &[Message],
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<SessionInUse>, Refusal> {
         let inner = &self.inner;
         let cluster = inner.cluster();
         if !cluster.started.load(Ordering::Relaxed) {
             return Err(Refusal::BackplaneUnavailable);
         }
         let Some(first) = batch.first() else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(cid) = first.client_id() else {
-            return Ok(());
+            return Ok(None);
         };
-        if first.channel() == Some("/meta/handshake")
-            || ctx.transport == TransportKind::Local
-            || inner.engine.session(cid).is_some()
-        {
-            return Ok(());
+        if first.channel() == Some("/meta/handshake") || ctx.transport == TransportKind::Local {
+            return Ok(None);
         }
+        // A session taken over here may be moved on by another node's claim before this
+        // request gets to use it: then it is taken over again.
+        for _ in 0..3 {
+            if let Some(in_use) = inner.engine.use_session(cid) {
+                return Ok(Some(in_use));
+            }
+            match self.take_over_for(ctx, cid).await? {
+                Served::Here => {}
+                // The engine answers for an unknown session.
+                Served::Nowhere => return Ok(None),
+            }
+        }
+        Ok(inner.engine.use_session(cid))
+    }
+
+    /// Takes the session over for a request, or joins a takeover of it already running here.
+    async fn take_over_for(&self, ctx: &RequestContext, cid: &str) -> Result<Served, Refusal> {
+        let inner = &self.inner;
+        let cluster = inner.cluster();
         if inner.engine.is_draining() || inner.engine.is_shutting_down() {
             return Err(Refusal::DrainingRetry);
         }
@@ -86,11 +118,7 @@ impl Server {
         };
         loop {
             if let Some(served) = *done.borrow_and_update() {
-                return if served {
-                    Ok(())
-                } else {
-                    Err(Refusal::BackplaneUnavailable)
-                };
+                return served.ok_or(Refusal::BackplaneUnavailable);
             }
             if done.changed().await.is_err() {
                 return Err(Refusal::BackplaneUnavailable);
@@ -98,24 +126,32 @@ impl Server {
         }
     }
 
-    /// Claims and adopts a session; false when the backplane failed on the way. True also
-    /// when there is no such session (or it is bound to another browser): the engine answers.
-    async fn take_over(&self, client_id: &ClientId, browser: Option<BrowserId>) -> bool {
+    /// Claims and adopts a session; `None` when the backplane failed on the way.
+    async fn take_over(&self, client_id: &ClientId, browser: Option<BrowserId>) -> Option<Served> {
         let inner = &self.inner;
         let cluster = inner.cluster();
         let backplane = &cluster.backplane;
-        let claim = backplane
-            .claim(&cluster.node, client_id, browser.as_ref())
-            .await;
-        cluster.note(&claim);
-        let (record, epoch, previous) = match claim {
-            Ok(Claim::Claimed {
-                record,
-                epoch,
-                previous,
-            }) => (record, epoch, previous),
-            Ok(Claim::Denied | Claim::Unknown) => return true,
-            Err(_) => return false,
+        // The move may take the hand-over's time, and some more to replay.
+        let move_ttl = cluster.options.handoff_timeout + Duration::from_secs(2);
+        let give_up = Instant::now() + move_ttl;
+        let (record, epoch, previous) = loop {
+            let claim = backplane
+                .claim(&cluster.node, client_id, browser.as_ref(), move_ttl)
+                .await;
+            cluster.note(&claim);
+            match claim {
+                Ok(Claim::Claimed {
+                    record,
+                    epoch,
+                    previous,
+                }) => break (record, epoch, previous),
+                Ok(Claim::Denied | Claim::Unknown) => return Some(Served::Nowhere),
+                // Another node is moving it: its move ends in a moment.
+                Ok(Claim::Busy) if Instant::now() < give_up => {
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
+                Ok(Claim::Busy) | Err(_) => return None,
+            }
         };
         let former = previous.filter(|node| *node != cluster.node);
         let mut timed_out = false;
@@ -123,16 +159,16 @@ impl Server {
             let alive = backplane.is_alive(former).await;
             cluster.note(&alive);
             match alive {
-                Err(_) => return false,
+                Err(_) => return None,
                 Ok(false) => {}
                 Ok(true) => {
                     match self
                         .hand_over(client_id, epoch, former, record.clone())
                         .await
                     {
-                        Ok(true) => return true,
+                        Ok(true) => return Some(Served::Here),
                         Ok(false) => timed_out = true,
-                        Err(_) => return false,
+                        Err(_) => return None,
                     }
                 }
             }
@@ -141,10 +177,10 @@ impl Server {
         // answer in time.
         let mut applied = cluster.applied.lock().await;
         if inner.engine.session(client_id.as_str()).is_some() {
-            return true;
+            return Some(Served::Here);
         }
         if adopt(inner, &mut applied, record).await.is_err() {
-            return false;
+            return None;
         }
         let counter = if timed_out {
             tracing::warn!(
@@ -157,7 +193,7 @@ impl Server {
             &cluster.stats.takeovers_orphan
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(Served::Here)
     }
 
     /// Asks the live former owner to let go, and waits for the reader to adopt the session
@@ -274,8 +310,15 @@ pub(crate) async fn adopt(
         .stats
         .replayed
         .fetch_add(replayed, Ordering::Relaxed);
-    // The registry still has the former node's record: write this node's soon.
+    // The registry still has the former node's record: write this node's soon; and the move
+    // is over, so that others may claim it.
     engine.mark_changed(std::slice::from_ref(&record.client_id));
+    let (done, client_id) = (Arc::clone(inner), record.client_id.clone());
+    tokio::spawn(async move {
+        let cluster = done.cluster();
+        let ended = cluster.backplane.moved(&cluster.node, &client_id).await;
+        cluster.note(&ended);
+    });
     tracing::debug!(client_id = %record.client_id, from = after, replayed, "session adopted");
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bayeux_core::{RemovalReason, Sweep};
+use bayeux_core::{Release, RemovalReason, Sweep};
 use bayeux_message::ClientId;
 use tokio::time::Instant;
 
@@ -90,7 +90,15 @@ async fn checkpoint(inner: &Arc<Inner>) {
 /// leave a draining node has come.
 pub(crate) async fn after_sweep(inner: &Arc<Inner>, sweep: Sweep) {
     let cluster = inner.cluster();
-    for client_id in sweep.expired {
+    // While the backplane was unreachable, a client trying other nodes could not reach its
+    // session: give it a full `maxInterval` after the outage before calling it gone.
+    let config = inner.engine.config();
+    let expired = if cluster.failed_within(config.interval + config.max_interval) {
+        Vec::new()
+    } else {
+        sweep.expired
+    };
+    for client_id in expired {
         let removed = cluster
             .backplane
             .remove(&client_id, Some(&cluster.node))
@@ -111,16 +119,22 @@ pub(crate) async fn after_sweep(inner: &Arc<Inner>, sweep: Sweep) {
         }
     }
     for client_id in sweep.leaving {
-        release(inner, &client_id).await;
+        // One busy with a request now is released at a later sweep.
+        release(inner, &client_id, false).await;
     }
 }
 
 /// Hands a session over: its exact record to the registry, with no owner, so that the node
 /// its client reaches next adopts it at once. False when the registry could not be written.
-pub(crate) async fn release(inner: &Arc<Inner>, client_id: &ClientId) -> bool {
+pub(crate) async fn release(inner: &Arc<Inner>, client_id: &ClientId, force: bool) -> bool {
     let cluster = inner.cluster();
-    let Some(record) = inner.engine.release(client_id.as_str()) else {
-        return true;
+    let record = {
+        let _applied = cluster.applied.lock().await;
+        match inner.engine.release(client_id.as_str(), force) {
+            Release::Released(record) => record,
+            Release::Unknown => return true,
+            Release::Busy => return false,
+        }
     };
     let released = cluster.backplane.release(&cluster.node, &record).await;
     cluster.note(&released);
@@ -143,7 +157,7 @@ pub(crate) async fn release_all(inner: &Arc<Inner>) {
         .map(|s| s.client_id().clone())
         .collect();
     for client_id in &ids {
-        release(inner, client_id).await;
+        release(inner, client_id, true).await;
     }
     let forgotten = cluster.backplane.forget_node(&cluster.node).await;
     cluster.note(&forgotten);
