@@ -225,8 +225,14 @@ for (const transport of TRANSPORTS) {
       for (const m of range(n, n + 20)) await send(m);
       n += 20;
       // Refused clearly: by a node (the Bayeux error), or, once every node said it is not
-      // ready, by the balancer (HTTP 503, which the client reports as a failed publish).
-      assert.ok(refused.some((r) => r.error === '503::backplane_unavailable'), JSON.stringify(refused));
+      // ready, by the balancer (HTTP 503, which the client reports as a failed publish). A
+      // websocket stays on its node, so there the node itself answers; over long-polling the
+      // balancer may turn every request away first (conformance/tests/cluster.rs checks the
+      // nodes' own answer without a balancer).
+      assert.ok(refused.length > 0, 'some publishes met the outage');
+      if (transport === 'websocket') {
+        assert.ok(refused.every((r) => r.error === '503::backplane_unavailable'), JSON.stringify(refused));
+      }
       for (const r of refused) {
         assert.ok(r.error === '503::backplane_unavailable' || r.httpCode === 503, JSON.stringify(r));
       }

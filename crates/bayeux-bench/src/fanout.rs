@@ -60,6 +60,13 @@ pub struct FanoutArgs {
     /// consumer); they are not counted in the results, which show whether they slow the others.
     #[arg(long, default_value_t = 0)]
     pub stalled: usize,
+    /// Endpoint of the publishers, when not `--url` (another node of a cluster).
+    #[arg(long)]
+    pub publish_url: Option<String>,
+    /// Endpoints of the subscribers, comma-separated, taken in turn (nodes of a cluster);
+    /// default `--url`.
+    #[arg(long, value_delimiter = ',')]
+    pub subscriber_urls: Vec<String>,
 }
 
 /// What a publisher task reports.
@@ -89,13 +96,25 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::channel::<Result<(), String>>(1024);
 
+    let subscriber_runs: Vec<Run> = if args.subscriber_urls.is_empty() {
+        vec![run.clone()]
+    } else {
+        args.subscriber_urls
+            .iter()
+            .map(|url| run.at(url))
+            .collect::<Result<_, _>>()?
+    };
+    let publisher_run = match &args.publish_url {
+        Some(url) => run.at(url)?,
+        None => run.clone(),
+    };
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let mine: Vec<String> = (0..rooms)
             .map(|j| names[(i * rooms + j) % channels].clone())
             .collect();
         subscribers.push(tokio::spawn(subscriber(
-            run.clone(),
+            subscriber_runs[i % subscriber_runs.len()].clone(),
             mine,
             gate.clone(),
             ready_tx.clone(),
@@ -108,7 +127,7 @@ pub async fn run(run: &Run, args: &FanoutArgs) -> Result<Value, String> {
     let per_publisher_rate = args.rate / args.publishers.max(1) as f64;
     for p in 0..args.publishers {
         publishers.push(tokio::spawn(publisher(
-            run.clone(),
+            publisher_run.clone(),
             p as u32,
             args.clone(),
             per_publisher_rate,

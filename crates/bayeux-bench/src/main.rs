@@ -55,9 +55,10 @@ struct Common {
     /// Transport every session uses.
     #[arg(long, global = true, value_enum, default_value_t = Transport::LongPolling)]
     transport: Transport,
-    /// PID of the server process, for its CPU time and resident memory.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// PID of the server process, for its CPU time and resident memory; several,
+    /// comma-separated, for the nodes of a cluster (their CPU and memory are summed).
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// A name for the server, copied into the JSON line.
     #[arg(long, global = true, default_value = "")]
     label: String,
@@ -116,16 +117,24 @@ pub struct Run {
     pub transport: Transport,
     /// Time origin for message timestamps.
     pub epoch: Epoch,
-    /// The server process, if known.
-    pub server_pid: Option<u32>,
+    /// The server processes, if known (several: the nodes of a cluster).
+    pub server_pids: Vec<u32>,
     /// Longest wait for all sessions to be set up.
     pub setup_timeout: Duration,
 }
 
 impl Run {
-    /// Samples the server process, if its PID was given and it is readable.
+    /// Samples the server processes (summed), if their PIDs were given and are readable.
     pub fn server_sample(&self) -> Option<ProcSample> {
-        ProcSample::take(Some(self.server_pid?))
+        ProcSample::take_all(&self.server_pids)
+    }
+
+    /// The same run against another endpoint (another node of a cluster).
+    pub fn at(&self, url: &str) -> Result<Run, String> {
+        Ok(Run {
+            target: Target::parse(url)?,
+            ..self.clone()
+        })
     }
 }
 
@@ -187,7 +196,7 @@ fn main() -> ExitCode {
         target,
         transport: cli.common.transport,
         epoch: Epoch::start(),
-        server_pid: cli.common.server_pid,
+        server_pids: cli.common.server_pid.clone(),
         setup_timeout: Duration::from_secs_f64(cli.common.setup_timeout),
     };
     let bound = run.setup_timeout + cli.mode.bound();

@@ -233,6 +233,24 @@ impl ProcSample {
         })
     }
 
+    /// The sum of samples of several processes (a cluster of servers); `None` if any cannot
+    /// be read, or if there is none.
+    pub fn take_all(pids: &[u32]) -> Option<ProcSample> {
+        let mut total: Option<ProcSample> = None;
+        for pid in pids {
+            let sample = ProcSample::take(Some(*pid))?;
+            total = Some(match total {
+                None => sample,
+                Some(sum) => ProcSample {
+                    cpu: sum.cpu + sample.cpu,
+                    rss_kib: sum.rss_kib + sample.rss_kib,
+                    at: sample.at,
+                },
+            });
+        }
+        total
+    }
+
     /// CPU used between `earlier` and this sample, as a percentage of one core.
     pub fn cpu_percent_since(&self, earlier: &ProcSample) -> f64 {
         let wall = self.at.duration_since(earlier.at).as_secs_f64();
