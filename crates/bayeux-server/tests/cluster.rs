@@ -5,13 +5,18 @@
 use std::time::Duration;
 
 use bayeux_server::{
-    BrowserId, ClusterOptions, HoldEnd, MemoryBackplane, Message, Outcome, RequestContext, Server,
-    TransportKind,
+    BrowserId, ClusterOptions, EngineConfig, HoldEnd, MemoryBackplane, Message, Outcome,
+    RequestContext, Server, TransportKind,
 };
 use serde_json::{json, Value};
 
 fn node(backplane: &MemoryBackplane, name: &str) -> Server {
+    node_with(backplane, name, EngineConfig::default())
+}
+
+fn node_with(backplane: &MemoryBackplane, name: &str, config: EngineConfig) -> Server {
     Server::builder()
+        .config(config)
         .backplane(backplane.clone())
         .cluster_options(ClusterOptions::default().node_name(name))
         .build()
@@ -213,4 +218,36 @@ async fn a_stopping_node_hands_its_sessions_over_at_once() {
         .takeovers_orphan
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(orphans, 1, "released: taken at once");
+}
+
+#[tokio::test]
+async fn without_broadcast_to_publisher_a_publisher_served_elsewhere_skips_its_own_message() {
+    let backplane = MemoryBackplane::new();
+    let config = EngineConfig {
+        broadcast_to_publisher: false,
+        ..EngineConfig::default()
+    };
+    let (a, b) = (
+        node_with(&backplane, "a", config.clone()),
+        node_with(&backplane, "b", config),
+    );
+    ready(&[&a, &b]).await;
+    let (me, other) = (connected(&a).await, connected(&a).await);
+    for cid in [&me, &other] {
+        send(
+            &a,
+            json!({"channel": "/meta/subscribe", "id": "3", "clientId": cid, "subscription": "/room"}),
+        )
+        .await;
+    }
+    // Published through b (the session moves there for the request, and back for its polls).
+    let reply = send(
+        &b,
+        json!({"channel": "/room", "id": "4", "clientId": me, "data": "mine"}),
+    )
+    .await;
+    assert_eq!(values(&reply)[0]["successful"], json!(true));
+    assert_eq!(data(&poll(&a, &other).await), [json!("mine")]);
+    let own = poll(&a, &me).await;
+    assert_eq!(data(&own), Vec::<Value>::new(), "{own:?}");
 }
