@@ -31,9 +31,10 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_BIN:-}" ]; then
   fi
 fi
 
-if ! command -v redis-server >/dev/null 2>&1 && [ -z "${REDIS_SERVER:-}" ]; then
+# redis-cli (Debian's redis-tools, which redis-server depends on) joins the Redis Cluster nodes.
+if { ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; } && [ -z "${REDIS_SERVER:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    step "installing Redis (Debian package) for the cluster tests"
+    step "installing Redis (Debian package, with redis-cli) for the cluster tests"
     apt-get update -qq && apt-get install -y -qq redis-server
   else
     echo "Redis is needed for the cluster tests: install it (e.g. apt-get install redis-server) or set REDIS_SERVER" >&2

@@ -323,6 +323,32 @@ async fn any_node_serves_any_session_behind_a_round_robin() {
         .map(|s| s["clientId"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(listed, BTreeSet::from([subscriber.cid(), publisher.cid()]));
+
+    // Any node disconnects a session wherever it is served: its held connect is answered
+    // `reconnect: none`, and every node then answers it 402.
+    let served_by = addrs[0];
+    let held = {
+        let subscriber = subscriber.clone();
+        tokio::spawn(async move { subscriber.connect(served_by, None, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let elsewhere = addrs[1];
+    let req = Request::new("DELETE", &format!("/admin/sessions/{}", subscriber.cid()))
+        .header("Authorization", &format!("Bearer {ADMIN_TOKEN}"));
+    assert_eq!(http::send(elsewhere, &req, None).await.unwrap().status, 204);
+    let answer = held.await.unwrap().expect("node up");
+    assert_eq!(
+        connect_reply(&answer).unwrap()["advice"],
+        json!({"reconnect": "none"}),
+        "{answer:?}"
+    );
+    for node in &addrs {
+        let late = subscriber.connect(*node, None, Some(0)).await.unwrap();
+        assert_eq!(
+            connect_reply(&late).unwrap()["error"],
+            json!("402::session_unknown")
+        );
+    }
 }
 
 /// The ack subscriber's loop: connects (acknowledging what it got) to `node_for(i)` until

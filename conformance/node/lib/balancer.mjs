@@ -21,12 +21,19 @@
 //
 // With `{policy: 'round-robin'}` there is no affinity at all: every HTTP request and every new
 // websocket goes to the next ready node in turn (what a plain L4/L7 balancer does), so the
-// requests of one session land on every node; the cluster tests use it.
+// requests of one session land on every node; the cluster tests use it. A node that refuses
+// the connection (killed, and not yet seen unready by the poll) costs one retry on the next
+// ready node, for a websocket too (its first frames wait for the upstream to open).
 //
-// Everything routed is recorded in `routes` ({at, transport, node, reason, channels,
-// clientId}); every handshake answer seen, with the node that gave it, in `handshakes`
-// ({at, transport, node, clientId, successful, error}); every websocket in `sockets`
-// ({n, node, openedAt, closedAt, upstreamClose: {code, reason}, clientClose}).
+// Everything routed is recorded in `routes` ({at, policy, transport, node, reason, channels,
+// clientId, status}: status is the HTTP status, 101 for a websocket that opened, the socket
+// error code (ECONNREFUSED) for one that did not reach its node, null while in flight; the
+// reason is 'new', 'pinned' or 'redispatched' under 'first-ready', 'round-robin' or
+// 'round-robin (redispatched)' under 'round-robin'; a websocket's route takes the clientId of
+// the first message that carries one); `routesOf(clientId)` counts them per node. Every
+// handshake answer seen, with the node that gave it, in `handshakes` ({at, transport, node,
+// clientId, successful, error}); every websocket in `sockets` ({n, node, openedAt, closedAt,
+// upstreamClose: {code, reason}, clientClose}).
 
 import http from 'node:http';
 import { once } from 'node:events';
@@ -55,7 +62,7 @@ export class Balancer {
   pollMs;
   url = null;
   port = null;
-  /** clientId -> node name, learned from successful handshake replies. */
+  /** clientId -> node name, learned from successful handshake replies (first-ready only). */
   pins = new Map();
   routes = [];
   handshakes = [];
@@ -95,25 +102,38 @@ export class Balancer {
     return this.nodes.find((n) => n.name === name);
   }
 
-  /** The node new work goes to now (first ready, or the next ready in turn), or undefined. */
-  pick() {
+  /**
+   * The node new work goes to now (first ready, or the next ready in turn), or undefined;
+   * never `exclude` (the node that just refused a connection).
+   */
+  pick(exclude = undefined) {
     if (this.policy === 'round-robin') {
       for (let i = 0; i < this.nodes.length; i++) {
         const node = this.nodes[this.#turn++ % this.nodes.length];
-        if (node.ready) return node;
+        if (node.ready && node !== exclude) return node;
       }
       return undefined;
     }
-    return this.nodes.find((n) => n.ready);
+    return this.nodes.find((n) => n.ready && n !== exclude);
   }
 
-  /** How many requests of `clientId` each node got: {name: count}. */
+  /**
+   * How many routes of `clientId` reached each node: {name: count}. HTTP requests, and
+   * websockets (one per socket, however many messages it carried); a route refused by its node
+   * (status ECONNREFUSED...) does not count, its retry does. E.g. {a: 4, b: 3, c: 4}.
+   */
   routesOf(clientId) {
     const counts = {};
     for (const r of this.routes) {
-      if (r.clientId === clientId) counts[r.node] = (counts[r.node] ?? 0) + 1;
+      if (r.clientId !== clientId || typeof r.status === 'string') continue;
+      counts[r.node] = (counts[r.node] ?? 0) + 1;
     }
     return counts;
+  }
+
+  /** The names of the nodes the routes of `clientId` reached, sorted. */
+  nodesOf(clientId) {
+    return Object.keys(this.routesOf(clientId)).sort();
   }
 
   async start() {
@@ -175,7 +195,8 @@ export class Balancer {
       this.handshakes.push({
         at: Date.now(), transport, node: node.name, clientId: m.clientId, successful: m.successful, error: m.error,
       });
-      if (m.successful && m.clientId) this.pins.set(m.clientId, node.name);
+      // Round-robin has no affinity: it pins nothing.
+      if (m.successful && m.clientId && this.policy !== 'round-robin') this.pins.set(m.clientId, node.name);
       notifyChange();
     }
   }
@@ -206,7 +227,7 @@ export class Balancer {
       return;
     }
     const route = {
-      at: Date.now(), transport: 'http', node: node.name, reason, clientId,
+      at: Date.now(), policy: this.policy, transport: 'http', node: node.name, reason, clientId,
       channels: messages.map((m) => m?.channel), status: null,
     };
     this.routes.push(route);
@@ -223,7 +244,10 @@ export class Balancer {
       response.on('end', () => {
         const responseBody = Buffer.concat(parts);
         route.status = response.statusCode;
-        this.#learn('http', node, asArray(parseJson(responseBody.toString('utf8'))));
+        const replies = asArray(parseJson(responseBody.toString('utf8')));
+        this.#learn('http', node, replies);
+        // A handshake request has no clientId yet: its route takes the one it was given.
+        route.clientId = route.clientId ?? replies.find((m) => m?.channel === '/meta/handshake' && m.successful)?.clientId;
         const headers = { ...response.headers };
         delete headers['transfer-encoding'];
         delete headers.connection;
@@ -236,12 +260,15 @@ export class Balancer {
     });
     upstream.on('error', (err) => {
       route.status = err.code || 'error';
-      // The node is gone: re-dispatch once to the node new work goes to.
+      // The node is gone: re-dispatch once to the node new work goes to (under round-robin,
+      // the next ready one in turn other than this one; under first-ready, as always, the
+      // first ready node, unless it is this one still seen ready).
       if (err.code === 'ECONNREFUSED' && !redispatched) {
         if (clientId !== undefined && this.pins.get(clientId) === node.name) this.pins.delete(clientId);
-        const other = this.pick();
+        const other = this.policy === 'round-robin' ? this.pick(node) : this.pick();
         if (other && other !== node) {
-          this.#forward(req, res, body, messages, other, 'redispatched', clientId, true);
+          const why = this.policy === 'round-robin' ? 'round-robin (redispatched)' : 'redispatched';
+          this.#forward(req, res, body, messages, other, why, clientId, true);
           return;
         }
       }
@@ -268,7 +295,40 @@ export class Balancer {
       upstreamClose: null, clientClose: null,
     };
     this.sockets.push(record);
-    this.routes.push({ at: Date.now(), transport: 'websocket', node: node.name, reason: 'new', clientId: undefined, channels: [] });
+    const pair = { client, upstream: null, pending: [], route: null };
+    this.#wsPairs.add(pair);
+    // The client side is open already; its frames wait in `pending` until the upstream opens.
+    client.on('message', (data, isBinary) => {
+      if (!isBinary && pair.route.clientId === undefined) {
+        pair.route.clientId = asArray(parseJson(data.toString('utf8'))).find((m) => typeof m?.clientId === 'string')?.clientId;
+      }
+      if (pair.upstream?.readyState === WebSocket.OPEN) pair.upstream.send(data, { binary: isBinary });
+      else pair.pending.push([data, isBinary]);
+    });
+    client.on('close', (code, reason) => {
+      this.#wsPairs.delete(pair);
+      record.clientClose = record.clientClose ?? { code, reason: reason.toString('utf8') };
+      record.closedAt = record.closedAt ?? Date.now();
+      notifyChange();
+      const upstream = pair.upstream;
+      if (upstream?.readyState === WebSocket.OPEN) upstream.close(validCloseCode(code) ? code : 1000, reason);
+      else upstream?.terminate();
+    });
+    client.on('error', () => pair.upstream?.terminate());
+    const reason = this.policy === 'round-robin' ? 'round-robin' : 'new';
+    this.#connectUpstream(pair, record, req, node, reason, false);
+  }
+
+  /** Opens the upstream half of `pair` to `node` (under round-robin, retried once if refused). */
+  #connectUpstream(pair, record, req, node, reason, redispatched) {
+    const { client } = pair;
+    const route = {
+      at: Date.now(), policy: this.policy, transport: 'websocket', node: node.name, reason,
+      clientId: pair.route?.clientId, channels: [], status: null,
+    };
+    this.routes.push(route);
+    pair.route = route;
+    record.node = node.name;
     notifyChange();
     const url = `ws://${node.url.host}${req.url}`;
     const protocol = req.headers['sec-websocket-protocol'];
@@ -276,37 +336,50 @@ export class Balancer {
     const upstream = protocol
       ? new WebSocket(url, protocol.split(',').map((p) => p.trim()), { headers })
       : new WebSocket(url, { headers });
-    const pair = { client, upstream, pending: [] };
-    this.#wsPairs.add(pair);
+    pair.upstream = upstream;
+    let opened = false;
     upstream.on('open', () => {
+      opened = true;
+      route.status = 101;
       for (const [data, isBinary] of pair.pending) upstream.send(data, { binary: isBinary });
       pair.pending = [];
     });
-    client.on('message', (data, isBinary) => {
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary: isBinary });
-      else pair.pending.push([data, isBinary]);
-    });
     upstream.on('message', (data, isBinary) => {
-      if (!isBinary) this.#learn('websocket', node, asArray(parseJson(data.toString('utf8'))));
+      if (!isBinary) {
+        const replies = asArray(parseJson(data.toString('utf8')));
+        this.#learn('websocket', node, replies);
+        route.clientId = route.clientId ?? replies.find((m) => m?.channel === '/meta/handshake' && m.successful)?.clientId;
+      }
       if (client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
     });
-    client.on('close', (code, reason) => {
-      this.#wsPairs.delete(pair);
-      record.clientClose = record.clientClose ?? { code, reason: reason.toString('utf8') };
-      record.closedAt = record.closedAt ?? Date.now();
-      notifyChange();
-      if (upstream.readyState === WebSocket.OPEN) upstream.close(validCloseCode(code) ? code : 1000, reason);
-      else upstream.terminate();
+    upstream.on('error', (err) => {
+      if (opened) {
+        client.terminate();
+        return;
+      }
+      route.status = err.code || 'error';
+      // Under round-robin, as for HTTP, a node that refuses the connection (gone) costs one
+      // retry on the next ready node. (Under first-ready a refused websocket is closed, as it
+      // always was: the client reconnects and the poll has noticed by then.)
+      if (this.policy === 'round-robin' && err.code === 'ECONNREFUSED' && !redispatched &&
+          client.readyState === WebSocket.OPEN) {
+        const other = this.pick(node);
+        if (other) {
+          this.#connectUpstream(pair, record, req, other, 'round-robin (redispatched)', true);
+          return;
+        }
+      }
+      client.terminate();
     });
     upstream.on('close', (code, reason) => {
+      if (pair.upstream !== upstream) return; // replaced by a retry
+      if (!opened && route.status === null) route.status = 'closed';
       record.upstreamClose = { code, reason: reason.toString('utf8') };
       record.closedAt = record.closedAt ?? Date.now();
       notifyChange();
       if (client.readyState === WebSocket.OPEN) client.close(validCloseCode(code) ? code : 1000, reason);
       else client.terminate();
     });
-    client.on('error', () => upstream.terminate());
-    upstream.on('error', () => client.terminate());
   }
 
   /** Routes, handshakes and sockets in one line each, for failure messages. */

@@ -123,7 +123,8 @@ function probePort(port) {
 }
 
 /**
- * A loopback port free now, not in `avoid`. With `bus: true` (a Cluster node) port + 10000 must
+ * A loopback port free now, not in `avoid` (then added to it, so that successive calls sharing
+ * one `avoid` never answer the same port). With `bus: true` (a Cluster node) port + 10000 must
  * be free too, and a valid port: below 55536. Free "now" only: a port can still be taken before
  * redis-server binds it; startRedis() then retries with another one.
  */
@@ -131,10 +132,15 @@ export async function freePort({ bus = false, avoid = new Set() } = {}) {
   for (let attempt = 0; attempt < 1000; attempt++) {
     const port = await probePort(0);
     if (port === null || avoid.has(port)) continue;
-    if (!bus) return port;
+    if (!bus) {
+      avoid.add(port);
+      return port;
+    }
     const busPort = port + BUS_OFFSET;
     if (busPort > 65535 || avoid.has(busPort)) continue;
-    if ((await probePort(busPort)) !== null) return port;
+    if ((await probePort(busPort)) === null) continue;
+    avoid.add(port).add(busPort);
+    return port;
   }
   throw new Error('no free loopback port found');
 }
@@ -312,7 +318,10 @@ export class RedisProcess {
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     this.#exited = new Promise((resolve) => {
+      let ended = false;
       const done = (code, signal) => {
+        if (ended) return;
+        ended = true;
         live.delete(child);
         if (this.#child === child) this.#child = null;
         const info = { code, signal };
@@ -399,14 +408,13 @@ function removeDir(dir) {
 
 /** Starts `make(port)` on a free port; on "Address already in use" (the port was taken between
  * the probe and the bind) tries another port, a few times. */
-async function startOnFreePort(make, portOptions) {
+async function startOnFreePort(make, { bus = false, avoid = new Set() } = {}) {
   for (let attempt = 1; ; attempt++) {
-    const redis = make(await freePort(portOptions));
+    const redis = make(await freePort({ bus, avoid }));
     try {
       return await redis.start();
     } catch (err) {
       if (attempt >= 5 || !/Address already in use/.test(err.message)) throw err;
-      portOptions.avoid?.add(redis.port);
     }
   }
 }
@@ -423,11 +431,12 @@ async function startOnFreePort(make, portOptions) {
 export async function startRedis(t, { args = [] } = {}) {
   redisServerBinary(); // the clear error before anything else
   const dir = freshDir('standalone');
+  let redis = null;
   t?.after(async () => {
     await redis?.kill();
     removeDir(dir);
   });
-  const redis = await startOnFreePort((port) => new RedisProcess(port, dir, args), {});
+  await startOnFreePort((port) => { redis = new RedisProcess(port, dir, args); return redis; });
   return redis;
 }
 
@@ -496,22 +505,22 @@ export async function startRedisCluster(t, { masters = 3, args = [] } = {}) {
   });
   const clusterArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
     '--cluster-node-timeout', '2000', ...args];
+  // One after the other (a start takes a few ms), so that no two nodes probe the same port.
   const taken = new Set();
-  await Promise.all(Array.from({ length: masters }, async (_, i) => {
+  for (let i = 0; i < masters; i++) {
     const dir = freshDir(`cluster${i}`);
     nodeDirs.push(dir);
-    const node = await startOnFreePort((port) => {
-      taken.add(port).add(port + BUS_OFFSET);
-      return new RedisProcess(port, dir, clusterArgs);
+    await startOnFreePort((port) => {
+      nodes[i] = new RedisProcess(port, dir, clusterArgs);
+      return nodes[i];
     }, { bus: true, avoid: taken });
-    nodes[i] = node;
-  }));
+  }
   const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
   const created = await run(cli, ['--cluster', 'create', ...addresses, '--cluster-replicas', '0',
     '--cluster-yes'], CLUSTER_DEADLINE_MS);
   if (created.code !== 0) {
     throw new Error(`redis-cli --cluster create ${addresses.join(' ')} failed (code ${created.code}, ` +
-      `signal ${created.signal}):\n${created.output}`);
+      `signal ${created.signal}):\n${created.output.replace(/\x1b\[[0-9;]*m/g, '')}`);
   }
   await waitClusterOk(nodes);
 
