@@ -226,16 +226,20 @@ export function parseReply(buffer, at = 0) {
 }
 
 /**
- * Sends one command to 127.0.0.1:`port` over a fresh connection and resolves the parsed reply
- * (see parseReply); rejects with a RedisError on an error reply, with the socket error
- * (ECONNREFUSED...) when Redis is not there, and after `timeout` ms without a whole reply
- * (blocking commands: pass a longer one). A fresh connection per command keeps this stateless:
- * it works the same across a stop()/start(), and nothing is left open when the test ends.
+ * Sends `commands` (arrays of arguments) to 127.0.0.1:`port` on one fresh connection, all at
+ * once, and resolves their parsed replies in order (see parseReply), an error reply as a
+ * RedisError value: what MULTI ... EXEC, or ASKING before a command, need. Rejects with the
+ * socket error (ECONNREFUSED...) when Redis is not there, and after `timeout` ms without every
+ * reply (blocking commands: pass a longer one). A fresh connection each time keeps this
+ * stateless: it works the same across a stop()/start(), and nothing is left open at the end.
  */
-export function command(port, args, { timeout = COMMAND_TIMEOUT_MS } = {}) {
+export function pipeline(port, commands, { timeout = COMMAND_TIMEOUT_MS } = {}) {
+  const what = commands.map((args) => args[0]).join(' ');
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let buffer = Buffer.alloc(0);
+    let cursor = 0;
+    const replies = [];
     let settled = false;
     const finish = (fn, value) => {
       if (settled) return;
@@ -245,19 +249,35 @@ export function command(port, args, { timeout = COMMAND_TIMEOUT_MS } = {}) {
       fn(value);
     };
     const timer = setTimeout(() => finish(reject,
-      new Error(`redis :${port} ${args[0]}: no whole reply within ${timeout} ms`)), timeout);
+      new Error(`redis :${port} ${what}: no whole reply within ${timeout} ms`)), timeout);
     socket.setNoDelay(true);
-    socket.on('connect', () => socket.write(encode(args)));
+    socket.on('connect', () => socket.write(Buffer.concat(commands.map(encode))));
     socket.on('data', (chunk) => {
       buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
-      const parsed = parseReply(buffer, 0);
-      if (!parsed) return;
-      if (parsed.value instanceof RedisError) finish(reject, parsed.value);
-      else finish(resolve, parsed.value);
+      for (;;) {
+        const parsed = parseReply(buffer, cursor);
+        if (!parsed) return;
+        replies.push(parsed.value);
+        cursor = parsed.end;
+        if (replies.length === commands.length) {
+          finish(resolve, replies);
+          return;
+        }
+      }
     });
     socket.on('error', (err) => finish(reject, err));
-    socket.on('close', () => finish(reject, new Error(`redis :${port} ${args[0]}: connection closed before a reply`)));
+    socket.on('close', () => finish(reject, new Error(`redis :${port} ${what}: connection closed before a reply`)));
   });
+}
+
+/**
+ * Sends one command (strings, numbers, Buffers) to 127.0.0.1:`port`; resolves the parsed reply,
+ * rejects with a RedisError on an error reply (`err.code`: 'WRONGTYPE', 'MOVED'...).
+ */
+export async function command(port, args, options) {
+  const [reply] = await pipeline(port, [args], options);
+  if (reply instanceof RedisError) throw reply;
+  return reply;
 }
 
 /** INFO / CLUSTER INFO text -> {field: 'value'} (values stay strings, as Redis sends them). */
@@ -311,6 +331,10 @@ export class RedisProcess {
       : spawn(bin, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(child);
     this.#child = child;
+    // A Redis someone forgot to stop must not keep the test process alive (it is killed at exit).
+    child.unref();
+    child.stdout.unref();
+    child.stderr.unref();
     this.#log += `--- redis-server :${this.port} started (pid ${child.pid})\n`;
     const keep = (chunk) => { this.#log = (this.#log + chunk).slice(-LOG_TAIL_BYTES); };
     child.stdout.setEncoding('utf8');
@@ -340,9 +364,18 @@ export class RedisProcess {
         throw new Error(`redis-server on :${this.port} exited (code ${exitInfo.code}, signal ` +
           `${exitInfo.signal}) before answering PING; log tail:\n${this.#log.slice(-4000)}`);
       }
+      let pong = false;
       try {
-        if ((await command(this.port, ['PING'], { timeout: 1000 })) === 'PONG') return this;
+        pong = (await command(this.port, ['PING'], { timeout: 1000 })) === 'PONG';
       } catch { /* not listening yet, or still loading its append-only file */ }
+      if (pong) {
+        // Ours, not another Redis that took the port (ours then fails to bind, a moment later).
+        const pid = Number(parseInfo(await command(this.port, ['INFO', 'server'])).process_id);
+        if (pid === child.pid) return this;
+        await this.kill();
+        throw new Error(`redis-server on :${this.port}: the port is held by another Redis (pid ${pid}): ` +
+          'Address already in use');
+      }
       if (Date.now() > deadline) {
         await this.kill();
         throw new Error(`redis-server on :${this.port} did not answer PING within ${START_DEADLINE_MS} ms; ` +
@@ -361,6 +394,7 @@ export class RedisProcess {
     const child = this.#child;
     if (!child) return null;
     const exited = this.#exited;
+    child.ref(); // so that a script awaiting only this lives until the exit
     child.kill('SIGTERM');
     let timer;
     const forced = await Promise.race([
@@ -373,13 +407,16 @@ export class RedisProcess {
   }
 
   /**
-   * SIGKILL (a crash). With the default `appendfsync everysec`, writes of the last second may
-   * be missing on start(). Resolves {code, signal}, or null if it was not running.
+   * SIGKILL (a crash of the process). Every acknowledged write is still there on start(): Redis
+   * write()s its append-only file before it replies, only the fsync waits (appendfsync
+   * everysec), and the kernel keeps what was written. Resolves {code, signal}, or null if it
+   * was not running.
    */
   async kill() {
     const child = this.#child;
     if (!child) return null;
     const exited = this.#exited;
+    child.ref();
     child.kill('SIGKILL');
     return await exited;
   }
@@ -387,6 +424,11 @@ export class RedisProcess {
   /** One command (strings, numbers, Buffers); resolves the parsed reply, rejects on an error reply. */
   command(...args) {
     return command(this.port, args);
+  }
+
+  /** Several commands on one connection, e.g. pipeline(['MULTI'], ['INCR', 'n'], ['EXEC']); see pipeline(). */
+  pipeline(...commands) {
+    return pipeline(this.port, commands);
   }
 
   /** INFO [section] as {field: 'value'}, e.g. (await redis.info('persistence')).aof_enabled === '1'. */
@@ -424,7 +466,7 @@ async function startOnFreePort(make, { bus = false, avoid = new Set() } = {}) {
  * (--appendonly yes --save ""). `options.args`: more redis-server arguments (e.g.
  * ['--appendfsync', 'always']). Resolves a RedisProcess:
  *   {port, url: 'redis://127.0.0.1:PORT', dir, running, pid, log, exits,
- *    start(), stop(graceMs), kill(), command(...args), info(section)}
+ *    start(), stop(graceMs), kill(), command(...args), pipeline(...commands), info(section)}
  * stop() then start() is an outage of the same server (same port, same data). With `t`
  * (node:test), it is killed and its directory removed when the test ends.
  */
@@ -486,7 +528,8 @@ function run(bin, args, timeoutMs) {
 /**
  * A Redis Cluster of `masters` masters (no replicas) on loopback, each a RedisProcess (own
  * port, bus port + 10000, own directory, durable, --cluster-node-timeout 2000) joined by
- * `redis-cli --cluster create`, resolved once every node says cluster_state:ok. Resolves:
+ * `redis-cli --cluster create`, resolved once every node says cluster_state:ok, knows every
+ * other and serves all 16384 slots. Resolves:
  *   {nodes, ports, url: 'redis+cluster://127.0.0.1:P1,127.0.0.1:P2,...',
  *    command(...args)  (sent to the first node, following MOVED/ASK redirects),
  *    nodeOf(key)       (the node serving `key`'s slot),
@@ -499,10 +542,20 @@ export async function startRedisCluster(t, { masters = 3, args = [] } = {}) {
   const cli = redisCliBinary();
   const nodes = [];
   const nodeDirs = [];
-  t?.after(async () => {
+  const cleanUp = async () => {
     await Promise.all(nodes.map((node) => node.kill()));
     for (const dir of nodeDirs) removeDir(dir);
-  });
+  };
+  t?.after(cleanUp);
+  try {
+    return await createCluster(nodes, nodeDirs, masters, args, cli);
+  } catch (err) {
+    await cleanUp(); // a half-made cluster is of no use to anyone
+    throw err;
+  }
+}
+
+async function createCluster(nodes, nodeDirs, masters, args, cli) {
   const clusterArgs = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
     '--cluster-node-timeout', '2000', ...args];
   // One after the other (a start takes a few ms), so that no two nodes probe the same port.
@@ -531,8 +584,10 @@ export async function startRedisCluster(t, { masters = 3, args = [] } = {}) {
     let asking = false;
     for (let hop = 0; ; hop++) {
       try {
-        if (asking) await node.command('ASKING');
-        return await node.command(...commandArgs);
+        if (!asking) return await node.command(...commandArgs);
+        const [, reply] = await node.pipeline(['ASKING'], commandArgs); // ASKING holds for one connection
+        if (reply instanceof RedisError) throw reply;
+        return reply;
       } catch (err) {
         const redirect = err instanceof RedisError && /^(MOVED|ASK) \d+ ([\d.]+):(\d+)$/.exec(err.message);
         if (!redirect || hop >= 4) throw err;
