@@ -11,7 +11,9 @@
 #   DURATION=10      seconds of publishing per fan-out run (echo runs half as long)
 #   SESSIONS=10000   idle sessions per idle run
 #   RUNS=1           runs per scenario and server; the table shows the median of each metric
-#   SERVERS="bayeuxd faye cometd"   which servers, the first one is the reference
+#   SERVERS="bayeuxd faye cometd"   which servers, the first one is the reference; add
+#                    `bayeuxd-base` with BAYEUXD_BASELINE=/path/to/an/older/bayeuxd to compare
+#                    two builds side by side in one run
 #   SCENARIOS="..."  a subset of: fanout-lp topology-lp fanout-ws fanout-ws-1k stalled-ws idle-lp
 #                    idle-ws echo-lp echo-ws
 #   SERVER_CPU=0 GEN_CPU=1
@@ -75,6 +77,10 @@ start_server() {
         bayeuxd)
             RUST_LOG=warn taskset -c "$SERVER_CPU" "$BAYEUXD" --bind 127.0.0.1:0 \
                 --timeout "$TIMEOUT_MS" >"$logf" 2>&1 &
+            ;;
+        bayeuxd-base)
+            RUST_LOG=warn taskset -c "$SERVER_CPU" "${BAYEUXD_BASELINE:?set BAYEUXD_BASELINE}" \
+                --bind 127.0.0.1:0 --timeout "$TIMEOUT_MS" >"$logf" 2>&1 &
             ;;
         faye)
             taskset -c "$SERVER_CPU" node bench/peers/faye-server.mjs 0 "$TIMEOUT_MS" >"$logf" 2>&1 &

@@ -8,7 +8,7 @@
 //! [`replay`](Engine::replay)s the log after the checkpoint for that session alone.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message, Refusal};
 use serde_json::{Map, Value};
@@ -68,14 +68,31 @@ impl Engine {
         Some(self.record_of(&session))
     }
 
-    /// Records of the sessions served here whose checkpoint or subscriptions changed since
-    /// their last record was taken: what a periodic checkpoint writes.
-    pub fn changed_records(&self) -> Vec<SessionRecord> {
+    /// Records of the sessions served here that changed since their last record was taken:
+    /// what a periodic checkpoint writes. A change of subscriptions or attributes always
+    /// counts; a moved checkpoint counts for sessions without `ack`, and for sessions with
+    /// it once `ack_every` has passed since their last record (their client says what it has
+    /// anyway: the record only bounds how far back a takeover replays).
+    pub fn changed_records(&self, now: Instant, ack_every: Duration) -> Vec<SessionRecord> {
         self.sessions
             .iter()
             .filter(|entry| {
                 let mut st = entry.value().lock();
-                st.sink.is_none() && std::mem::take(&mut st.dirty)
+                if st.sink.is_some() {
+                    return false;
+                }
+                let position_due = st.position_moved
+                    && (st.ack.is_none()
+                        || st
+                            .checkpointed_at
+                            .is_none_or(|at| now.saturating_duration_since(at) >= ack_every));
+                if !(st.dirty || position_due) {
+                    return false;
+                }
+                st.dirty = false;
+                st.position_moved = false;
+                st.checkpointed_at = Some(now);
+                true
             })
             .map(|entry| self.record_of(entry.value()))
             .collect()

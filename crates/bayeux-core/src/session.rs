@@ -76,8 +76,13 @@ pub(crate) struct SessionState {
     /// The session moved to another node: a held connect is answered with advice to retry
     /// (there), not to stop.
     pub(crate) moved: bool,
-    /// Something a checkpoint records changed since the last one was taken.
+    /// Something a checkpoint records changed since the last one was taken (subscriptions,
+    /// attributes, ack).
     pub(crate) dirty: bool,
+    /// The checkpoint position moved since the last one was taken.
+    pub(crate) position_moved: bool,
+    /// When the last checkpoint of this session was taken.
+    pub(crate) checkpointed_at: Option<Instant>,
     /// Requests of this session being processed on this node (a cluster does not move a
     /// session away in the middle of one).
     pub(crate) in_use: u32,
@@ -161,6 +166,8 @@ impl Session {
                 sent_through: position,
                 moved: false,
                 dirty: false,
+                position_moved: false,
+                checkpointed_at: None,
                 in_use: 0,
             }),
         }
@@ -384,7 +391,7 @@ impl Session {
             return;
         };
         if ack.acknowledge(batch) {
-            st.dirty = true;
+            st.position_moved = true;
         }
         if self.numbering == AckNumbering::Positions {
             // Batches are log positions: what is queued at or before the acknowledged one
@@ -459,7 +466,10 @@ impl SessionState {
         if let Some(last) = self.queue.back() {
             if last.position > self.sent_through {
                 self.sent_through = last.position;
-                self.dirty = true;
+                // With ack, the checkpoint is what the client acknowledged, not what was sent.
+                if self.ack.is_none() {
+                    self.position_moved = true;
+                }
             }
         }
     }

@@ -542,3 +542,56 @@ fn a_remote_call_answer_goes_through_the_log_to_the_caller() {
         json!({"channel": "/service/echo", "data": "ping", "successful": true, "id": "3"})
     );
 }
+
+#[test]
+fn checkpoints_follow_what_a_takeover_needs() {
+    let mut c = Cluster::new();
+    let acking = c.handshake(0, "x", json!({"ack": true}));
+    let plain = c.handshake(0, "y", json!({}));
+    for (cid, browser) in [(&acking, "x"), (&plain, "y")] {
+        c.request(
+            0,
+            browser,
+            cid,
+            json!({"channel": "/meta/subscribe", "subscription": "/n"}),
+        );
+    }
+    c.sync();
+    let minute = Duration::from_secs(60);
+    let ids = |records: Vec<SessionRecord>| -> Vec<String> {
+        let mut ids: Vec<String> = records.iter().map(|r| r.client_id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![acking.clone(), plain.clone()];
+    both.sort();
+    // New subscriptions: both records are due.
+    assert_eq!(ids(c.nodes[0].engine.changed_records(c.now, minute)), both);
+    assert_eq!(
+        ids(c.nodes[0].engine.changed_records(c.now, minute)),
+        Vec::<String>::new()
+    );
+    // A message sent to both: the plain session's checkpoint moved; the acking one's moves
+    // only once acknowledged, and is written no more often than `ack_every`.
+    let publisher = c.handshake(1, "z", json!({}));
+    c.request(1, "z", &publisher, json!({"channel": "/n", "data": 1}));
+    c.sync();
+    c.connect(0, "y", &plain, None);
+    let (replies, _) = c.connect(0, "x", &acking, Some(0));
+    let batch = replies.last().unwrap()["ext"]["ack"].as_u64().unwrap();
+    assert_eq!(
+        ids(c.nodes[0].engine.changed_records(c.now, minute)),
+        std::slice::from_ref(&plain)
+    );
+    c.now += Duration::from_millis(10);
+    let hold = c.connect(0, "x", &acking, Some(batch)).1;
+    assert!(hold.is_some());
+    assert_eq!(
+        ids(c.nodes[0].engine.changed_records(c.now, minute)),
+        Vec::<String>::new()
+    );
+    c.now += minute;
+    let records = c.nodes[0].engine.changed_records(c.now, minute);
+    assert_eq!(ids(records.clone()), std::slice::from_ref(&acking));
+    assert_eq!(records[0].position, batch, "what the client acknowledged");
+}

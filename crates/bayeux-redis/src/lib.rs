@@ -541,8 +541,9 @@ impl Backplane for RedisBackplane {
         let records = records.to_vec();
         Box::pin(async move {
             let script = scripts::checkpoint();
-            let mut written = Vec::with_capacity(records.len());
-            for record in &records {
+            // All at once: the connection pipelines concurrent commands on the wire, so this
+            // costs one round trip, not one per session.
+            let writes = records.iter().map(|record| {
                 let [browser, ack, attrs, subs, pos] = record_args(record);
                 let mut invocation = script.prepare_invoke();
                 invocation
@@ -553,12 +554,11 @@ impl Backplane for RedisBackplane {
                     .arg(attrs)
                     .arg(subs)
                     .arg(pos);
-                let ok: i64 = self
-                    .commands
-                    .run_script(&invocation)
-                    .await
-                    .map_err(unavailable)?;
-                written.push(ok == 1);
+                async move { self.commands.run_script::<i64>(&invocation).await }
+            });
+            let mut written = Vec::with_capacity(records.len());
+            for result in futures::future::join_all(writes).await {
+                written.push(result.map_err(unavailable)? == 1);
             }
             Ok(written)
         })

@@ -2,7 +2,7 @@
 //! the driver that carries the engine's effects to the backplane.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use bayeux_core::{
     RequestError, SecurityPolicy, Service, ServiceReply, SessionListener,
 };
 use bayeux_message::{ChannelName, ClientId, Message};
+use futures::future::Either;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -91,12 +92,13 @@ impl Server {
     ///
     /// In a cluster, a batch for a session another node served first moves the session here
     /// (see `crate::cluster`), and the replies that depend on the shared log are final only
-    /// once the log has what they confirm.
-    pub async fn handle(
-        &self,
-        ctx: &RequestContext,
+    /// once the log has what they confirm. On a single node the answer is ready at once: the
+    /// future costs nothing more than the outcome it holds.
+    pub fn handle<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
         batch: Vec<Message>,
-    ) -> Result<Outcome, RequestError> {
+    ) -> impl Future<Output = Result<Outcome, RequestError>> + Send + 'a {
         // One span per request, with the fields an operator filters on.
         let first = batch.first();
         let span = tracing::debug_span!(
@@ -106,18 +108,37 @@ impl Server {
             channel = first.and_then(Message::channel).unwrap_or(""),
             messages = batch.len(),
         );
-        self.handle_in_span(ctx, batch).instrument(span).await
+        if self.inner.cluster.is_none() {
+            let _entered = span.enter();
+            return Either::Left(std::future::ready(self.process(ctx, batch)));
+        }
+        // Boxed: the cluster's future is large, and a held request's future would otherwise
+        // carry its size inline.
+        Either::Right(Box::pin(self.handle_clustered(ctx, batch).instrument(span)))
     }
 
-    async fn handle_in_span(
+    /// Runs a batch through the engine, recording its processing time.
+    fn process(&self, ctx: &RequestContext, batch: Vec<Message>) -> Result<Outcome, RequestError> {
+        let started = now();
+        let outcome = self.inner.engine.handle(started, ctx, batch);
+        self.inner
+            .metrics
+            .observe_request(ctx.transport, now().saturating_duration_since(started));
+        let outcome = outcome?;
+        if let Some(cid) = &outcome.handshaken {
+            tracing::debug!(client_id = %cid, transport = ctx.transport.name(), "handshake");
+        }
+        Ok(outcome)
+    }
+
+    async fn handle_clustered(
         &self,
         ctx: &RequestContext,
         batch: Vec<Message>,
     ) -> Result<Outcome, RequestError> {
-        // In a cluster: the session is served here, and stays here until this request is
-        // done (the guard).
+        // The session is served here, and stays here until this request is done (the guard).
         let mut _in_use = None;
-        if self.inner.cluster.is_some() && !batch.is_empty() {
+        if !batch.is_empty() {
             match self.serve_session_of(ctx, &batch).await {
                 Ok(guard) => _in_use = guard,
                 Err(refusal) => {
@@ -128,17 +149,9 @@ impl Server {
                 }
             }
         }
-        let started = now();
-        let outcome = self.inner.engine.handle(started, ctx, batch);
-        self.inner
-            .metrics
-            .observe_request(ctx.transport, now().saturating_duration_since(started));
-        let mut outcome = outcome?;
+        let mut outcome = self.process(ctx, batch)?;
         if !outcome.effects.is_empty() {
             self.carry_out(&mut outcome).await;
-        }
-        if let Some(cid) = &outcome.handshaken {
-            tracing::debug!(client_id = %cid, transport = ctx.transport.name(), "handshake");
         }
         Ok(outcome)
     }

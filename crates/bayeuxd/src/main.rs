@@ -63,7 +63,7 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     }
     if let Some(cluster) = &settings.backplane {
         let mut redis = RedisOptions::default().prefix(cluster.prefix.clone());
-        let mut options = ClusterOptions::default();
+        let mut options = ClusterOptions::default().checkpoint_period(cluster.checkpoint_period);
         match cluster.retention {
             Retention::Count(count) => redis = redis.max_len(count),
             Retention::Age(age) => {

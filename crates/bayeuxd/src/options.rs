@@ -164,6 +164,10 @@ pub struct Options {
     /// This node's name in its cluster [default: host name and process id].
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Milliseconds between writes of changed session records to the backplane: what a
+    /// takeover after a crash may deliver twice to a client without ack [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub checkpoint_period: Option<u64>,
 
     /// Websocket options (`[ws]` table in the file).
     #[command(flatten)]
@@ -218,6 +222,8 @@ pub struct BackplaneSettings {
     pub prefix: String,
     /// This node's name; `None`: host name and process id.
     pub node_name: Option<String>,
+    /// How often changed session records are written.
+    pub checkpoint_period: Duration,
 }
 
 /// What the shared log keeps.
@@ -374,6 +380,7 @@ impl Options {
             backplane_retention: self.backplane_retention.or(base.backplane_retention),
             backplane_prefix: self.backplane_prefix.or(base.backplane_prefix),
             node_name: self.node_name.or(base.node_name),
+            checkpoint_period: self.checkpoint_period.or(base.checkpoint_period),
             ws: WsOptions {
                 messages_per_frame: self.ws.messages_per_frame.or(base.ws.messages_per_frame),
                 idle_timeout: self.ws.idle_timeout.or(base.ws.idle_timeout),
@@ -528,8 +535,13 @@ impl Options {
         }
         let backplane = match self.backplane {
             None => {
-                if self.backplane_retention.is_some() || self.node_name.is_some() {
-                    return Err("backplaneRetention and nodeName need a backplane".into());
+                if self.backplane_retention.is_some()
+                    || self.node_name.is_some()
+                    || self.checkpoint_period.is_some()
+                {
+                    return Err(
+                        "backplaneRetention, nodeName and checkpointPeriod need a backplane".into(),
+                    );
                 }
                 None
             }
@@ -541,6 +553,11 @@ impl Options {
                     .map_or(Ok(Retention::Count(100_000)), Retention::parse)?,
                 prefix: self.backplane_prefix.unwrap_or_else(|| "bayeux".into()),
                 node_name: self.node_name,
+                checkpoint_period: match self.checkpoint_period {
+                    Some(0) => return Err("checkpointPeriod must be at least 1 ms".into()),
+                    Some(ms) => Duration::from_millis(ms),
+                    None => Duration::from_secs(1),
+                },
             }),
         };
         Ok(Settings {
@@ -682,6 +699,7 @@ mod tests {
                 retention: Retention::Age(Duration::from_secs(1800)),
                 prefix: "bayeux".into(),
                 node_name: Some("a".into()),
+                checkpoint_period: Duration::from_secs(1),
             })
         );
         let file: Options =
@@ -710,7 +728,7 @@ mod tests {
         let options = Options::parse_from(["bayeuxd", "--node-name", "a"]);
         assert_eq!(
             options.load().unwrap_err(),
-            "backplaneRetention and nodeName need a backplane"
+            "backplaneRetention, nodeName and checkpointPeriod need a backplane"
         );
     }
 

@@ -42,8 +42,14 @@ pub struct ClusterOptions {
     pub heartbeat: Duration,
     /// A node whose heartbeat is this old is dead: its sessions are taken over at once.
     pub node_ttl: Duration,
-    /// How often the records of changed sessions are written to the registry.
+    /// How often the records of changed sessions are written to the registry. For a session
+    /// without `ack`, it bounds what a takeover after a crash may deliver twice; each active
+    /// such session costs one small Redis write per period.
     pub checkpoint_period: Duration,
+    /// How often the record of a session with `ack` is written when only its acknowledged
+    /// position moved (its client says what it has; the record only bounds how far back a
+    /// takeover replays).
+    pub ack_checkpoint_period: Duration,
     /// Longest wait for a live former node to let go of a session before taking it anyway.
     pub handoff_timeout: Duration,
     /// Log records kept in memory, so that taking a session over rarely reads the log.
@@ -59,6 +65,7 @@ impl Default for ClusterOptions {
             heartbeat: Duration::from_millis(500),
             node_ttl: Duration::from_secs(2),
             checkpoint_period: Duration::from_secs(1),
+            ack_checkpoint_period: Duration::from_secs(30),
             handoff_timeout: Duration::from_secs(3),
             replay_buffer: 10_000,
             retention_age: None,
@@ -70,6 +77,12 @@ impl ClusterOptions {
     /// Sets the node's name.
     pub fn node_name(mut self, name: impl Into<String>) -> Self {
         self.node_name = name.into();
+        self
+    }
+
+    /// Sets how often changed session records are written.
+    pub fn checkpoint_period(mut self, period: Duration) -> Self {
+        self.checkpoint_period = period;
         self
     }
 

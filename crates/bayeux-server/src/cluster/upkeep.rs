@@ -65,7 +65,9 @@ pub(crate) async fn run(inner: Weak<Inner>) {
 /// Writes the records of the sessions that changed since their last checkpoint.
 async fn checkpoint(inner: &Arc<Inner>) {
     let cluster = inner.cluster();
-    let records = inner.engine.changed_records();
+    let records = inner
+        .engine
+        .changed_records(crate::server::now(), cluster.options.ack_checkpoint_period);
     if records.is_empty() {
         return;
     }
