@@ -396,6 +396,21 @@ async fn acked_collect(
     got
 }
 
+/// A publisher session on `node` publishing 0..count on `/stream`, paced (in a task).
+async fn publish_stream(node: SocketAddr, count: u64) -> tokio::task::JoinHandle<()> {
+    let publisher = Tab::new();
+    publisher.handshake(node, json!({})).await;
+    tokio::spawn(async move {
+        for n in 0..count {
+            let reply = publisher.publish(node, "/stream", json!(n)).await;
+            assert_eq!(reply["successful"], json!(true), "{reply}");
+            if n % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    })
+}
+
 async fn session_outlives_a_killed_node(backplane: &str) {
     let a = node(backplane, "a", &[]).await;
     let b = node(backplane, "b", &[]).await;
@@ -403,18 +418,7 @@ async fn session_outlives_a_killed_node(backplane: &str) {
     subscriber.handshake(a.addr(), json!({"ack": true})).await;
     subscriber.subscribe(a.addr(), json!("/stream")).await;
     let cid = subscriber.cid();
-    let publisher = Tab::new();
-    publisher.handshake(b.addr(), json!({})).await;
-    let b_addr = b.addr();
-    let publishing = tokio::spawn(async move {
-        for n in 0..1000 {
-            let reply = publisher.publish(b_addr, "/stream", json!(n)).await;
-            assert_eq!(reply["successful"], json!(true), "{reply}");
-            if n % 10 == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    });
+    let publishing = publish_stream(b.addr(), 1000).await;
     let killed = Arc::new(Mutex::new(false));
     let a = Arc::new(a);
     let (victim, flag) = (Arc::clone(&a), Arc::clone(&killed));
@@ -455,18 +459,7 @@ async fn a_draining_node_hands_its_sessions_over() {
     subscriber.handshake(a.addr(), json!({"ack": true})).await;
     subscriber.subscribe(a.addr(), json!("/stream")).await;
     let cid = subscriber.cid();
-    let publisher = Tab::new();
-    publisher.handshake(b.addr(), json!({})).await;
-    let b_addr = b.addr();
-    let publishing = tokio::spawn(async move {
-        for n in 0..400 {
-            let reply = publisher.publish(b_addr, "/stream", json!(n)).await;
-            assert_eq!(reply["successful"], json!(true), "{reply}");
-            if n % 10 == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    });
+    let publishing = publish_stream(b.addr(), 400).await;
     let a_addr = a.addr();
     let drained = Arc::new(Mutex::new(Some(a)));
     let got = acked_collect(&subscriber, a_addr, b.addr(), 400, move |n| {

@@ -157,6 +157,29 @@ impl RedisBackplane {
     }
 }
 
+impl RedisBackplane {
+    /// `script` on a session's hash, with `node` and the parts of its record as arguments
+    /// (what the checkpoint and release scripts take).
+    fn record_invocation<'s>(
+        &self,
+        script: &'s redis::Script,
+        node: &NodeId,
+        record: &SessionRecord,
+    ) -> redis::ScriptInvocation<'s> {
+        let [browser, ack, attrs, subs, pos] = record_args(record);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(self.keys.session(&record.client_id))
+            .arg(node.as_str())
+            .arg(browser)
+            .arg(ack)
+            .arg(attrs)
+            .arg(subs)
+            .arg(pos);
+        invocation
+    }
+}
+
 impl fmt::Debug for RedisBackplane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackplane")
@@ -544,16 +567,7 @@ impl Backplane for RedisBackplane {
             // All at once: the connection pipelines concurrent commands on the wire, so this
             // costs one round trip, not one per session.
             let writes = records.iter().map(|record| {
-                let [browser, ack, attrs, subs, pos] = record_args(record);
-                let mut invocation = script.prepare_invoke();
-                invocation
-                    .key(self.keys.session(&record.client_id))
-                    .arg(node.as_str())
-                    .arg(browser)
-                    .arg(ack)
-                    .arg(attrs)
-                    .arg(subs)
-                    .arg(pos);
+                let invocation = self.record_invocation(&script, &node, record);
                 async move { self.commands.run_script::<i64>(&invocation).await }
             });
             let mut written = Vec::with_capacity(records.len());
@@ -572,17 +586,8 @@ impl Backplane for RedisBackplane {
         let node = node.clone();
         let record = record.clone();
         Box::pin(async move {
-            let [browser, ack, attrs, subs, pos] = record_args(&record);
             let script = scripts::release();
-            let mut invocation = script.prepare_invoke();
-            invocation
-                .key(self.keys.session(&record.client_id))
-                .arg(node.as_str())
-                .arg(browser)
-                .arg(ack)
-                .arg(attrs)
-                .arg(subs)
-                .arg(pos);
+            let invocation = self.record_invocation(&script, &node, &record);
             let ok: i64 = self
                 .commands
                 .run_script(&invocation)
