@@ -307,6 +307,15 @@ export function transportSuite(T) {
         await assertTransportWire(T, wire, server.url);
       }));
 
+    test(`5b. ${T}: strings with lone surrogates (a cut emoji) come back exactly as sent`,
+      { timeout: TEST_TIMEOUT }, () => run({}, async ({ connect, call }) => {
+        const a = await connect();
+        const got = await call('loneSurrogates', { id: a.id, channel: `/browser/${T}/cut` });
+        assert.equal(got.reply.successful, true, JSON.stringify(got.reply));
+        assert.deepEqual(got.got, got.sent, 'the same UTF-16 code units');
+        assert.equal(got.same, true);
+      }));
+
     test(`6. ${T}: disconnect succeeds, status disconnected, held connect released`,
       { timeout: TEST_TIMEOUT }, () => run({ timeout: 8000 }, async ({ connect, call, wire, server }) => {
         const a = await connect();

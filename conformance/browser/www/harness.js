@@ -202,6 +202,32 @@ async function batchPublish({ id, channel, datas, ms = DEFAULT_WAIT }) {
   });
 }
 
+/**
+ * Publishes strings holding lone UTF-16 surrogates (built here: they cannot cross the test's
+ * JSON boundary intact) on `channel`, which the client subscribes to first, and compares what
+ * comes back with what was sent, code unit by code unit. Resolves {reply, same, sent, got}.
+ */
+async function loneSurrogates({ id, channel, ms = DEFAULT_WAIT }) {
+  const c = client(id);
+  const high = String.fromCharCode(0xd83d);
+  const low = String.fromCharCode(0xde00);
+  const data = { text: `half: ${high}, other half: ${low}, pair: ${high}${low}`, list: [String.fromCharCode(0xdbff)] };
+  const ext = { note: String.fromCharCode(0xdfff) };
+  await subscribe({ id, channel, ms });
+  const reply = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${c.name}: no publish reply on ${channel}`)), ms);
+    c.cometd.publish(channel, data, { ext }, (r) => {
+      clearTimeout(timer);
+      resolve(plain(r));
+    });
+  });
+  const [got] = await waitForData({ id, channel, count: 1, ms });
+  const units = (s) => Array.from({ length: s.length }, (_, i) => s.charCodeAt(i));
+  const sent = [units(data.text), units(data.list[0]), units(ext.note)];
+  const received = [units(got.message.data.text), units(got.message.data.list[0]), units(got.message.ext?.note ?? '')];
+  return { reply, same: JSON.stringify(sent) === JSON.stringify(received), sent, got: received };
+}
+
 /** Resolves with the deliveries on `channel` once there are at least `count`. */
 async function waitForData({ id, channel, count, ms = DEFAULT_WAIT }) {
   const c = client(id);
@@ -259,6 +285,7 @@ window.harness = {
   subscribe,
   publish,
   batchPublish,
+  loneSurrogates,
   waitForData,
   received,
   waitForIncoming,

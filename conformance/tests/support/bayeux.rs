@@ -288,7 +288,7 @@ impl Client {
         let started = Instant::now();
         let response = self.send_notify(req, written).await;
         let finished = Instant::now();
-        let parsed: Option<Value> = serde_json::from_slice(&response.body).ok();
+        let parsed: Option<Value> = bayeux_message::parse_json(&response.body).ok();
         let messages = match &parsed {
             Some(Value::Array(items)) => items.clone(),
             _ => Vec::new(),

@@ -100,7 +100,7 @@ pub fn unwrap_jsonp(resp: &Response, callback: &str) -> Vec<Value> {
         .unwrap_or_else(|| {
             panic!("C56: JSONP body must be exactly `{callback}([...])`, got {body:?}")
         });
-    match serde_json::from_str::<Value>(inner) {
+    match bayeux_message::parse_json(inner.as_bytes()) {
         Ok(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_object) => items,
         _ => panic!("C1: the JSONP callback argument must be a non-empty JSON array, got {body:?}"),
     }

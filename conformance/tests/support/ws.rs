@@ -529,7 +529,7 @@ pub fn frame_messages(frame: &Frame) -> Vec<Value> {
         Frame::Text(text) => text,
         other => panic!("expected a text frame holding a JSON array, got {other:?}"),
     };
-    match serde_json::from_str::<Value>(text) {
+    match bayeux_message::parse_json(text.as_bytes()) {
         Ok(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_object) => items,
         _ => panic!("C1: a websocket text frame must hold a non-empty JSON array, got {text:?}"),
     }

@@ -39,8 +39,9 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Message>, BatchError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BatchError::Empty);
     }
+    // JSON as JavaScript writes it: lone surrogates are kept (see `surrogates`).
     let value: Value =
-        serde_json::from_slice(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
+        crate::surrogates::parse_json(body).map_err(|e| BatchError::Malformed(e.to_string()))?;
     messages_from_value(value)
 }
 

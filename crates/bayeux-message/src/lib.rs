@@ -9,6 +9,7 @@
 //! - [`channel`]: [`ChannelName`] validation, kinds and wildcard matching.
 //! - [`batch`]: parsing a request body into messages.
 //! - [`binary`]: Z85 payloads of the `binary` extension.
+//! - [`surrogates`]: JSON as JavaScript writes it, lone surrogates included.
 //! - [`client_id`]: the [`ClientId`] newtype.
 
 pub mod batch;
@@ -17,6 +18,7 @@ pub mod channel;
 pub mod client_id;
 pub mod message;
 pub mod reply;
+pub mod surrogates;
 
 pub use batch::{messages_from_value, parse_batch, BatchError};
 pub use binary::{z85_decode, z85_encode, BinaryData, Z85Error};
@@ -24,6 +26,7 @@ pub use channel::{ChannelKind, ChannelName, InvalidChannel};
 pub use client_id::ClientId;
 pub use message::{encode_batch, EncodedMessage, Message};
 pub use reply::{Advice, Reconnect, Refusal, Reply};
+pub use surrogates::parse_json;
 
 /// The protocol version this server speaks, sent in handshake replies.
 pub const BAYEUX_VERSION: &str = "1.0";

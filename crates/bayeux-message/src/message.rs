@@ -127,7 +127,8 @@ impl EncodedMessage {
     /// or on failing `Serialize` impls.
     pub fn from_value<T: serde::Serialize + ?Sized>(value: &T) -> Self {
         let text = serde_json::to_string(value).expect("JSON objects always serialise");
-        Self(Arc::from(text))
+        // Lone surrogates go out as the escapes the client sent.
+        Self(Arc::from(crate::surrogates::to_external(text)))
     }
 
     /// Wraps text that the caller guarantees to be one JSON object.
@@ -142,7 +143,7 @@ impl EncodedMessage {
 
     /// Decodes the text back into a message (for tests and server-side consumers).
     pub fn decode(&self) -> Message {
-        match serde_json::from_str(&self.0) {
+        match crate::surrogates::parse_json(self.0.as_bytes()) {
             Ok(Value::Object(map)) => Message(map),
             _ => unreachable!("EncodedMessage always holds one JSON object"),
         }

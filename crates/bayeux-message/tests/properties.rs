@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Number, Value};
 
 use bayeux_message::{
-    encode_batch, parse_batch, z85_decode, z85_encode, BatchError, ChannelName, Message,
+    encode_batch, parse_batch, z85_decode, z85_encode, BatchError, ChannelName, EncodedMessage,
+    Message,
 };
 
 /// Characters CometD allows in a channel name besides `/` (see `ChannelName`'s docs).
@@ -137,6 +138,43 @@ fn json_number() -> impl Strategy<Value = Number> {
 /// Short strings of any Unicode, control characters included.
 fn json_string() -> impl Strategy<Value = String> {
     "(?s).{0,12}"
+}
+
+/// What JavaScript's `JSON.stringify` writes for a string of UTF-16 code units: lone
+/// surrogates as lower-case `\uXXXX` escapes, the rest as text (with JSON's own escapes).
+fn js_stringify(units: &[u16]) -> String {
+    let mut out = String::from("\"");
+    for unit in char::decode_utf16(units.iter().copied()) {
+        match unit {
+            Ok('"') => out.push_str("\\\""),
+            Ok('\\') => out.push_str("\\\\"),
+            Ok('\n') => out.push_str("\\n"),
+            Ok('\r') => out.push_str("\\r"),
+            Ok('\t') => out.push_str("\\t"),
+            Ok('\u{8}') => out.push_str("\\b"),
+            Ok('\u{c}') => out.push_str("\\f"),
+            Ok(c) if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            Ok(c) => out.push(c),
+            Err(lone) => out.push_str(&format!("\\u{:04x}", lone.unpaired_surrogate())),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// UTF-16 code units, surrogates (paired or not) frequent.
+fn utf16_units() -> impl Strategy<Value = Vec<u16>> {
+    prop::collection::vec(
+        prop_oneof![
+            0xD800u16..0xE000,
+            0x20u16..0x80,
+            0u16..0x20,
+            any::<u16>(),
+            Just(0xFDD0u16),
+            0xE000u16..0xE800,
+        ],
+        0..16,
+    )
 }
 
 /// Arbitrary JSON, bounded in depth and size.
@@ -351,6 +389,21 @@ proptest! {
             prop_assert_eq!(parsed, Err(BatchError::Empty));
         } else {
             prop_assert_eq!(parsed, Ok(objects));
+        }
+    }
+
+    /// Any string JavaScript can stringify (lone surrogates included) is accepted, and comes
+    /// back out as the same JSON text, as a value and as a key.
+    #[test]
+    fn javascript_strings_round_trip(units in utf16_units()) {
+        let string = js_stringify(&units);
+        for object in [format!(r#"{{"data":{string}}}"#), format!(r#"{{{string}:1}}"#)] {
+            let text = format!("[{object}]");
+            let batch = parse_batch(text.as_bytes()).expect("JSON.stringify output is accepted");
+            prop_assert_eq!(batch.len(), 1);
+            let encoded: EncodedMessage = batch[0].encode();
+            prop_assert_eq!(encoded.as_str(), object.as_str());
+            prop_assert_eq!(encoded.decode(), batch[0].clone());
         }
     }
 }

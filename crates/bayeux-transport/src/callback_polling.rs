@@ -5,7 +5,7 @@
 //! script: this transport therefore never piggy-backs deliveries on replies, they go only with
 //! `/meta/connect` replies (the engine knows this from the transport kind).
 
-use bayeux_message::{encode_batch, messages_from_value, Message};
+use bayeux_message::{encode_batch, messages_from_value, parse_json, Message};
 use bayeux_server::{Server, TransportKind};
 use serde_json::Value;
 
@@ -95,7 +95,7 @@ fn query_batch(query: &str) -> Result<Vec<Message>, String> {
         }
         found = true;
         let value: Value =
-            serde_json::from_str(&value).map_err(|e| format!("malformed JSON: {e}"))?;
+            parse_json(value.as_bytes()).map_err(|e| format!("malformed JSON: {e}"))?;
         batch.extend(messages_from_value(value).map_err(|e| e.to_string())?);
     }
     if !found {

@@ -4,7 +4,9 @@
 //! routed by its `channel`. A `/meta/connect` alone in its request may be held; the response is
 //! then written when the engine releases it or at its deadline.
 
-use bayeux_message::{encode_batch, messages_from_value, parse_batch, BatchError, Message};
+use bayeux_message::{
+    encode_batch, messages_from_value, parse_batch, parse_json, BatchError, Message,
+};
 use bayeux_server::{Server, TransportKind};
 use serde_json::Value;
 
@@ -84,7 +86,7 @@ pub fn parse_form(body: &[u8]) -> Result<Vec<Message>, BatchError> {
             continue;
         }
         let value: Value =
-            serde_json::from_str(&value).map_err(|e| BatchError::Malformed(e.to_string()))?;
+            parse_json(value.as_bytes()).map_err(|e| BatchError::Malformed(e.to_string()))?;
         batch.extend(messages_from_value(value)?);
     }
     if batch.is_empty() {
