@@ -24,6 +24,8 @@ async fn main() -> std::io::Result<()> {
     })
     // Pushes are small writes that must leave at once: no Nagle delay.
     .tcp_nodelay(true)
+    // A held connect whose client left is noticed, and its messages kept for the next one.
+    .on_connect(bayeux_actix::watch_connections)
     .bind(&addr)?;
     for addr in server.addrs() {
         println!("listening on http://{addr}/cometd");

@@ -59,6 +59,8 @@ pub async fn serve(server: Server, static_dir: Option<PathBuf>) -> std::io::Resu
     })
     // Deliveries are small writes that must leave at once: no Nagle delay.
     .tcp_nodelay(true)
+    // A held connect whose client left is noticed, and its messages kept for the next one.
+    .on_connect(bayeux_actix::watch_connections)
     .bind(&addr)?;
     for addr in http.addrs() {
         println!("listening on http://{addr}/cometd");

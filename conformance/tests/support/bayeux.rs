@@ -113,6 +113,14 @@ impl Pending {
     pub async fn finish(self) -> Exchange {
         self.handle.await.expect("request task panicked")
     }
+
+    /// Walks away from the request the way a closed tab does: the connection is closed without
+    /// reading the response. Returns once the socket is closed.
+    pub async fn abandon(self) {
+        self.handle.abort();
+        // The task's end (cancelled, or finished if the answer came first) drops its socket.
+        let _ = self.handle.await;
+    }
 }
 
 impl Client {

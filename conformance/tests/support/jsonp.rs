@@ -227,14 +227,27 @@ impl PendingJsonp {
             .expect("request task panicked");
         (resp, started.elapsed())
     }
+
+    /// Closes the connection without reading the response (a tab closed mid-poll); returns once
+    /// the socket is closed.
+    pub async fn abandon(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
 }
 
 /// Starts a held `/meta/connect` (no advice) over JSONP in the background.
 pub async fn start_connect(client: &Client) -> PendingJsonp {
     let id = client.next_id();
-    let callback = format!("_cometd_jsonp_c{id}");
     let msg = connect_message(client, &id, None);
-    let target = jsonp_target(client, "/connect", "jsonp", &callback, &[json!([msg])]);
+    start_batch(client, id, json!([msg])).await
+}
+
+/// Starts sending `batch` (whose main message has `id`) over JSONP in the background; returns
+/// once the request is written.
+pub async fn start_batch(client: &Client, id: String, batch: Value) -> PendingJsonp {
+    let callback = format!("_cometd_jsonp_c{id}");
+    let target = jsonp_target(client, "/connect", "jsonp", &callback, &[batch]);
     let started = Instant::now();
     let handle = client.spawn_send(Request::new("GET", &target)).await;
     PendingJsonp {

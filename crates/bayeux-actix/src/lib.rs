@@ -21,10 +21,13 @@
 //! routes by each message's `channel` instead.
 //!
 //! # Layout
-//! One module: [`Cometd`] builds the [`Scope`]; the handlers translate between actix-web and
-//! `bayeux-transport`.
+//! - this file: [`Cometd`] builds the [`Scope`]; the handlers translate between actix-web and
+//!   `bayeux-transport`; probes and metrics.
+//! - `admin`: the admin API.
+//! - `peer`: [`watch_connections`], which lets a held connect notice its client left.
 
 mod admin;
+mod peer;
 
 use std::sync::Arc;
 
@@ -36,7 +39,9 @@ use bayeux_transport::callback_polling::{self, GetRequest};
 use bayeux_transport::long_polling::{handle_post, PostRequest};
 use bayeux_transport::websocket::{self, Inbound, Outbound};
 use bayeux_transport::{HttpOrigin, HttpReply, TransportConfig};
+
 use futures::StreamExt;
+pub use peer::watch_connections;
 
 pub use admin::admin;
 
@@ -93,13 +98,16 @@ impl Cometd {
 }
 
 fn origin<'a>(
-    req: &HttpRequest,
+    req: &'a HttpRequest,
     cookie: Option<&'a actix_web::cookie::Cookie<'a>>,
 ) -> HttpOrigin<'a> {
     HttpOrigin {
         browser_cookie: cookie.map(|c| c.value()),
         secure: req.connection_info().scheme() == "https",
         http: Some(http_info(req)),
+        peer: req
+            .conn_data::<peer::PeerSocket>()
+            .map(|socket| socket as &dyn bayeux_transport::PeerWatch),
     }
 }
 

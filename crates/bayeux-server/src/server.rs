@@ -274,6 +274,38 @@ impl Server {
         end
     }
 
+    /// Like [`Server::wait_hold`], unless `gone` completes first, or has completed by the time
+    /// the hold ends: the client went away, so the hold is abandoned and `None` returned, with
+    /// everything still queued for the session's next connect.
+    pub async fn wait_hold_unless(
+        &self,
+        hold: Hold,
+        gone: impl Future<Output = ()>,
+    ) -> Option<HoldEnd> {
+        let guard = AbandonOnDrop {
+            engine: &self.inner.engine,
+            hold: Some(hold),
+        };
+        let hold_ref = guard.hold.as_ref().expect("set just above");
+        let deadline = tokio::time::Instant::from_std(hold_ref.deadline());
+        let mut gone = std::pin::pin!(gone);
+        tokio::select! {
+            () = poll_fn(|cx| hold_ref.poll_released(cx)) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            () = gone.as_mut() => {
+                tracing::debug!(client_id = %hold_ref.client_id(), "held connect's client gone");
+                return None;
+            }
+        }
+        // Released: a last look before draining the queue into an answer nobody may read.
+        if futures::poll!(gone.as_mut()).is_ready() {
+            tracing::debug!(client_id = %hold_ref.client_id(), "held connect's client gone");
+            return None;
+        }
+        let hold = guard.disarm();
+        Some(self.inner.engine.complete_hold(now(), hold))
+    }
+
     /// Publishes `data` on a broadcast channel to every subscriber.
     ///
     /// On one node the message is queued for them before this returns. In a cluster it is

@@ -1,8 +1,11 @@
 //! What the two HTTP transports share: the browser cookie, one batch through the server, and
 //! waiting for a held connect.
 
-use bayeux_message::{EncodedMessage, Message};
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bayeux_message::{EncodedMessage, Message};
 
 use bayeux_server::{
     BrowserId, HoldEnd, HttpInfo, RequestContext, RequestError, Server, TransportKind,
@@ -43,8 +46,21 @@ impl HttpReply {
     }
 }
 
+/// Tells whether the client of an HTTP request has gone: its connection's read side reached
+/// the end (the client closed it, or it was reset). A web framework that can see the
+/// connection provides one, so that a held `/meta/connect` nobody will read is not answered
+/// with messages that would vanish with it.
+pub trait PeerWatch: Send + Sync {
+    /// Whether the client has closed the connection, as of now.
+    fn is_closed(&self) -> bool;
+
+    /// Ready once the connection is closed by the client; pending while it is open (or while
+    /// the client sent more bytes: then it is alive, and this stays pending).
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
 /// The browser-facing part of an HTTP request.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct HttpOrigin<'a> {
     /// The value of the browser cookie, if the request carried it.
     pub browser_cookie: Option<&'a str>,
@@ -52,6 +68,18 @@ pub struct HttpOrigin<'a> {
     pub secure: bool,
     /// Headers and peer address, for the security policy.
     pub http: Option<Arc<HttpInfo>>,
+    /// The connection, watched while a `/meta/connect` is held on it.
+    pub peer: Option<&'a dyn PeerWatch>,
+}
+
+impl std::fmt::Debug for HttpOrigin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOrigin")
+            .field("browser_cookie", &self.browser_cookie)
+            .field("secure", &self.secure)
+            .field("watched", &self.peer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The messages of a successful exchange, and the cookie to set.
@@ -69,8 +97,20 @@ pub(crate) async fn exchange(
     config: &TransportConfig,
     transport: TransportKind,
     origin: HttpOrigin<'_>,
-    batch: Vec<Message>,
+    mut batch: Vec<Message>,
 ) -> Result<Exchanged, HttpReply> {
+    // A connect from a client that already left would take what is queued into an answer
+    // nobody reads: it is left out, and the queue waits for the session's next connect. The
+    // rest of the batch (publishes, subscriptions) is what the client asked for, and is done.
+    let is_connect = |m: &Message| m.channel() == Some("/meta/connect");
+    if let Some(peer) = origin.peer {
+        if batch.iter().any(is_connect) && peer.is_closed() {
+            batch.retain(|m| !is_connect(m));
+            if batch.is_empty() {
+                return Err(HttpReply::error(499, "client closed the connection"));
+            }
+        }
+    }
     let known_browser = origin.browser_cookie.filter(|v| {
         !v.is_empty() && v.len() <= MAX_COOKIE_LEN && v.bytes().all(|b| b.is_ascii_graphic())
     });
@@ -98,14 +138,25 @@ pub(crate) async fn exchange(
     };
     let mut messages = outcome.messages;
     if let Some(hold) = outcome.hold {
-        match server.wait_hold(hold).await {
-            HoldEnd::Reply(later) => messages.extend(later),
-            HoldEnd::Superseded => {
+        let end = match origin.peer {
+            // The messages stay queued for the session's next connect if the client goes.
+            Some(peer) => {
+                server
+                    .wait_hold_unless(hold, poll_fn(|cx| peer.poll_closed(cx)))
+                    .await
+            }
+            None => Some(server.wait_hold(hold).await),
+        };
+        match end {
+            Some(HoldEnd::Reply(later)) => messages.extend(later),
+            Some(HoldEnd::Superseded) => {
                 return Err(HttpReply::error(
                     config.duplicate_meta_connect_code,
                     "superseded by a newer /meta/connect",
                 ))
             }
+            // Nobody reads this answer.
+            None => return Err(HttpReply::error(499, "client closed the connection")),
         }
     }
     Ok(Exchanged {

@@ -15,5 +15,5 @@ pub mod long_polling;
 pub mod websocket;
 
 pub use config::{CallbackConfig, CookieConfig, TransportConfig, WebSocketConfig};
-pub use http::{HttpOrigin, HttpReply};
+pub use http::{HttpOrigin, HttpReply, PeerWatch};
 pub use long_polling::PostRequest;

@@ -117,6 +117,8 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     })
     .disable_signals()
     .shutdown_timeout(5)
+    // A held connect whose client left is noticed, and its messages kept for the next one.
+    .on_connect(bayeux_actix::watch_connections)
     // Deliveries are small writes that must leave at once: no Nagle delay.
     .tcp_nodelay(true)
     .bind(&settings.bind)?;
