@@ -14,6 +14,8 @@ use support::http::{self, Request};
 use support::jsonp;
 use support::jsonp::PendingJsonp;
 use support::{Client, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Trials per transport and extension setting.
 const TRIALS: u64 = 100;
@@ -229,4 +231,99 @@ async fn callback_polling_keeps_messages_of_abandoned_polls() {
 #[tokio::test]
 async fn callback_polling_with_ack_keeps_messages_of_abandoned_polls() {
     messages_outlive_abandoned_polls(Transport::CallbackPolling, true).await;
+}
+
+/// One HTTP/1.1 connection kept open across requests, as a browser keeps it.
+struct KeptAlive {
+    stream: TcpStream,
+}
+
+impl KeptAlive {
+    async fn open(server: &TestServer) -> KeptAlive {
+        let stream = TcpStream::connect(server.addr()).await.expect("connected");
+        KeptAlive { stream }
+    }
+
+    async fn post(&mut self, subscriber: &Subscriber, msg: &Value) {
+        let body = json!([msg]).to_string();
+        let cookie = subscriber.client.cookie().expect("a browser cookie");
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Cookie: BAYEUX_BROWSER={cookie}\r\nContent-Length: {}\r\n\r\n",
+            subscriber.client.url(""),
+            body.len()
+        );
+        self.stream
+            .write_all(format!("{head}{body}").as_bytes())
+            .await
+            .expect("request written");
+    }
+
+    /// Reads one response (framed by Content-Length) and returns its messages.
+    async fn read_messages(&mut self) -> Vec<Value> {
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .expect("a Content-Length")
+                    .trim()
+                    .parse()
+                    .expect("a length");
+                if received.len() >= end + 4 + length {
+                    let body = &received[end + 4..end + 4 + length];
+                    return match serde_json::from_slice(body).expect("JSON") {
+                        Value::Array(messages) => messages,
+                        other => panic!("not a message list: {other}"),
+                    };
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
+                .await
+                .expect("a response within 5 s")
+                .expect("read");
+            assert!(n > 0, "connection closed mid-response");
+            received.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// The poll is abandoned on a connection that served requests before (the server has been
+/// watching it since the first), as a browser's kept-alive connection is.
+#[tokio::test]
+async fn long_polling_keeps_messages_of_polls_abandoned_on_kept_alive_connections() {
+    let server = TestServer::start(&["--timeout", HOLD_MS]).await;
+    let mut subscriber = Subscriber::open(&server, Transport::LongPolling, false).await;
+    let publisher = Client::open(&server).await;
+    let mut got = Vec::new();
+    for trial in 0..50 {
+        let mut connection = KeptAlive::open(&server).await;
+        let (_, msg) = subscriber.connect_message(Some(json!({"timeout": 0})));
+        connection.post(&subscriber, &msg).await;
+        let mut messages = connection.read_messages().await;
+        assert_eq!(messages.pop().expect("a reply")["successful"], json!(true));
+        assert_eq!(messages, Vec::<Value>::new(), "nothing was waiting");
+        let (_, msg) = subscriber.connect_message(None);
+        connection.post(&subscriber, &msg).await;
+        if trial % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(connection);
+        if trial % 4 == 1 {
+            assert_hold_dropped(&server, trial).await;
+        }
+        publisher.publish_ok("/vanish", json!(trial)).await;
+        got.extend(subscriber.poll_now().await);
+        assert_eq!(
+            got.last(),
+            Some(&json!(trial)),
+            "trial {trial}'s message lost"
+        );
+    }
+    let want: Vec<Value> = (0..50).map(|n| json!(n)).collect();
+    assert_eq!(got, want, "every message, in order, once");
 }
