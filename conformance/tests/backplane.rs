@@ -10,7 +10,7 @@ use std::time::Duration;
 use bayeux_core::{BrowserId, Entry, SessionRecord};
 use bayeux_message::{ChannelName, ClientId, EncodedMessage};
 use bayeux_redis::{RedisBackplane, RedisOptions};
-use bayeux_server::backplane::{Backplane, Claim, LogRecord, NodeId, Registration};
+use bayeux_server::backplane::{Backplane, Claim, CookieCheck, LogRecord, NodeId, Registration};
 use bayeux_server::MemoryBackplane;
 use serde_json::json;
 use support::redis::{RedisCluster, RedisSentinel, RedisServer};
@@ -29,11 +29,16 @@ fn record(cid: &str, browser: Option<&str>, position: u64) -> SessionRecord {
     SessionRecord {
         client_id: ClientId::new(cid),
         browser: browser.map(BrowserId::new),
+        cookie_bound: browser.is_some(),
         ack: true,
         attributes,
         subscriptions: vec![(ChannelName::parse("/chat/**").unwrap(), position)],
         position,
     }
+}
+
+fn presented(cookie: &str) -> CookieCheck {
+    CookieCheck::Presented(BrowserId::new(cookie))
 }
 
 const MOVE: Duration = Duration::from_secs(5);
@@ -95,20 +100,28 @@ async fn check_contract(backplane: &dyn Backplane) {
     );
     assert_eq!(
         backplane
-            .claim(&b, &cid, Some(&BrowserId::new("other")), MOVE)
+            .claim(&b, &cid, &presented("other"), MOVE)
             .await
             .unwrap(),
         Claim::Denied
     );
     assert_eq!(
         backplane
-            .claim(&b, &ClientId::new("nobody"), None, MOVE)
+            .claim(&b, &cid, &CookieCheck::Absent, MOVE)
+            .await
+            .unwrap(),
+        Claim::Denied,
+        "a session bound to its cookie is not claimed without it"
+    );
+    assert_eq!(
+        backplane
+            .claim(&b, &ClientId::new("nobody"), &CookieCheck::Unchecked, MOVE)
             .await
             .unwrap(),
         Claim::Unknown
     );
     let claim = backplane
-        .claim(&b, &cid, Some(&BrowserId::new("cookie")), MOVE)
+        .claim(&b, &cid, &presented("cookie"), MOVE)
         .await
         .unwrap();
     assert_eq!(
@@ -126,12 +139,18 @@ async fn check_contract(backplane: &dyn Backplane) {
     );
     // One move at a time: until b says its move is over (or it times out), others wait.
     assert_eq!(
-        backplane.claim(&a, &cid, None, MOVE).await.unwrap(),
+        backplane
+            .claim(&a, &cid, &CookieCheck::Unchecked, MOVE)
+            .await
+            .unwrap(),
         Claim::Busy
     );
     backplane.moved(&a, &cid).await.unwrap();
     assert_eq!(
-        backplane.claim(&a, &cid, None, MOVE).await.unwrap(),
+        backplane
+            .claim(&a, &cid, &CookieCheck::Unchecked, MOVE)
+            .await
+            .unwrap(),
         Claim::Busy,
         "only the owner ends its move"
     );
@@ -158,7 +177,10 @@ async fn check_contract(backplane: &dyn Backplane) {
     assert_eq!(released.owner, None);
     assert_eq!(released.record, newer);
     // A released session is claimed with no former owner.
-    let claim = backplane.claim(&a, &cid, None, MOVE).await.unwrap();
+    let claim = backplane
+        .claim(&a, &cid, &CookieCheck::Unchecked, MOVE)
+        .await
+        .unwrap();
     assert!(
         matches!(
             claim,
@@ -172,13 +194,18 @@ async fn check_contract(backplane: &dyn Backplane) {
     );
     // A move whose node never says it is over ends with its time.
     let short = backplane
-        .claim(&b, &cid, None, Duration::from_millis(1))
+        .claim(&b, &cid, &CookieCheck::Unchecked, Duration::from_millis(1))
         .await
         .unwrap();
     assert_eq!(short, Claim::Busy, "a's move is under way");
     backplane.moved(&a, &cid).await.unwrap();
     let short = backplane
-        .claim(&b, &cid, None, Duration::from_millis(100))
+        .claim(
+            &b,
+            &cid,
+            &CookieCheck::Unchecked,
+            Duration::from_millis(100),
+        )
         .await
         .unwrap();
     assert!(
@@ -186,11 +213,64 @@ async fn check_contract(backplane: &dyn Backplane) {
         "{short:?}"
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let again = backplane.claim(&a, &cid, None, MOVE).await.unwrap();
+    let again = backplane
+        .claim(&a, &cid, &CookieCheck::Unchecked, MOVE)
+        .await
+        .unwrap();
     assert!(
         matches!(again, Claim::Claimed { epoch: 5, .. }),
         "{again:?}"
     );
+    // A session whose client never presented its cookie back is claimed by a request with
+    // no cookie, never by one with another browser's; a bound one is recorded as such.
+    let loose_id = ClientId::new(format!("t{start}"));
+    let mut loose = record(loose_id.as_str(), Some("given"), start);
+    loose.cookie_bound = false;
+    backplane.register(&a, &loose).await.unwrap();
+    assert_eq!(
+        backplane
+            .claim(&b, &loose_id, &presented("other"), MOVE)
+            .await
+            .unwrap(),
+        Claim::Denied
+    );
+    let claim = backplane
+        .claim(&b, &loose_id, &CookieCheck::Absent, MOVE)
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        Claim::Claimed {
+            record: loose.clone(),
+            epoch: 2,
+            previous: Some(a.clone())
+        }
+    );
+    backplane.moved(&b, &loose_id).await.unwrap();
+    let bound = SessionRecord {
+        cookie_bound: true,
+        ..loose.clone()
+    };
+    assert_eq!(
+        backplane
+            .checkpoint(&b, std::slice::from_ref(&bound))
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        backplane
+            .claim(&a, &loose_id, &CookieCheck::Absent, MOVE)
+            .await
+            .unwrap(),
+        Claim::Denied
+    );
+    assert_eq!(
+        backplane.lookup(&loose_id).await.unwrap().unwrap().record,
+        bound
+    );
+    assert!(backplane.remove(&loose_id, Some(&b)).await.unwrap());
+
     // Exactly one removal wins; only the owner's, when an owner is named.
     assert!(!backplane.remove(&cid, Some(&b)).await.unwrap());
     assert!(backplane.remove(&cid, Some(&a)).await.unwrap());

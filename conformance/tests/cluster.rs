@@ -36,6 +36,8 @@ async fn node(backplane: &str, name: &str, extra: &[&str]) -> TestServer {
 #[derive(Clone)]
 struct Tab {
     cookie: Arc<Mutex<Option<String>>>,
+    /// False for an HTTP library without a cookie jar.
+    keeps_cookies: bool,
     client_id: Arc<Mutex<String>>,
     ids: Arc<AtomicU64>,
 }
@@ -44,8 +46,16 @@ impl Tab {
     fn new() -> Self {
         Self {
             cookie: Arc::default(),
+            keeps_cookies: true,
             client_id: Arc::default(),
             ids: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    fn without_cookies() -> Self {
+        Self {
+            keeps_cookies: false,
+            ..Self::new()
         }
     }
 
@@ -69,6 +79,7 @@ impl Tab {
                 .split(';')
                 .next()
                 .and_then(|p| p.strip_prefix("BAYEUX_BROWSER="))
+                .filter(|_| self.keeps_cookies)
             {
                 *self.cookie.lock().unwrap() = Some(value.to_owned());
             }
@@ -349,6 +360,44 @@ async fn any_node_serves_any_session_behind_a_round_robin() {
             json!("402::session_unknown")
         );
     }
+}
+
+/// A client that keeps no cookies moves between nodes by its clientId alone; once a client
+/// has presented its cookie back, no node serves its clientId without that cookie.
+#[tokio::test]
+async fn the_browser_cookie_rule_holds_across_nodes() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let nodes = [node(&url, "a", &[]).await, node(&url, "b", &[]).await];
+    let addrs: Vec<SocketAddr> = nodes.iter().map(TestServer::addr).collect();
+    let loose = Tab::without_cookies();
+    loose.handshake(addrs[0], json!({})).await;
+    loose.subscribe(addrs[1], json!("/loose")).await;
+    let publisher = Tab::new();
+    publisher.handshake(addrs[0], json!({})).await;
+    for n in 0..4 {
+        let reply = publisher.publish(addrs[n % 2], "/loose", json!(n)).await;
+        assert_eq!(reply["successful"], json!(true), "{reply}");
+    }
+    let got = collect_until(&loose, &addrs, "/loose", 4, Duration::from_secs(10)).await;
+    assert_eq!(got, (0..4).map(|n| json!(n)).collect::<Vec<_>>());
+
+    // The owner's first connect presented its cookie; the next checkpoint records the bond.
+    let owner = Tab::new();
+    owner.handshake(addrs[0], json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let thief = Tab::without_cookies();
+    *thief.client_id.lock().unwrap() = owner.cid();
+    for node in &addrs {
+        let replies = thief.send(*node, json!({"channel": "/x", "data": 1})).await;
+        assert_eq!(
+            replies[0]["error"],
+            json!("402::session_unknown"),
+            "{replies:?}"
+        );
+    }
+    let reply = owner.publish(addrs[1], "/x", json!(2)).await;
+    assert_eq!(reply["successful"], json!(true), "{reply}");
 }
 
 /// The ack subscriber's loop: connects (acknowledging what it got) to `node_for(i)` until

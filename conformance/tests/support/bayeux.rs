@@ -36,6 +36,8 @@ struct Inner {
     path: String,
     cookie_name: String,
     jar: Arc<Mutex<Option<String>>>,
+    /// False for an HTTP library without a cookie jar: Set-Cookie is ignored.
+    keeps_cookies: bool,
     client_id: Mutex<Option<String>>,
     next_id: AtomicU64,
 }
@@ -143,8 +145,20 @@ impl Client {
                 path: path.to_string(),
                 cookie_name: cookie_name.to_string(),
                 jar: Arc::new(Mutex::new(None)),
+                keeps_cookies: true,
                 client_id: Mutex::new(None),
                 next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// A client whose HTTP library keeps no cookies: it never sends the browser cookie back.
+    pub fn without_cookies(server: &TestServer) -> Client {
+        let client = Client::new(server);
+        Client {
+            inner: Arc::new(Inner {
+                keeps_cookies: false,
+                ..Arc::into_inner(client.inner).expect("a new client")
             }),
         }
     }
@@ -166,6 +180,7 @@ impl Client {
                 path: self.inner.path.clone(),
                 cookie_name: self.inner.cookie_name.clone(),
                 jar: self.inner.jar.clone(),
+                keeps_cookies: self.inner.keeps_cookies,
                 client_id: Mutex::new(None),
                 next_id: AtomicU64::new(1),
             }),
@@ -182,6 +197,7 @@ impl Client {
                 path: self.inner.path.clone(),
                 cookie_name: self.inner.cookie_name.clone(),
                 jar: self.inner.jar.clone(),
+                keeps_cookies: self.inner.keeps_cookies,
                 client_id: Mutex::new(client_id),
                 next_id: AtomicU64::new(self.inner.next_id.load(Ordering::Relaxed) + 1000),
             }),
@@ -250,7 +266,7 @@ impl Client {
         for set_cookie in resp.headers_named("Set-Cookie") {
             let pair = set_cookie.split(';').next().unwrap_or_default().trim();
             if let Some((name, value)) = pair.split_once('=') {
-                if name == self.inner.cookie_name {
+                if name == self.inner.cookie_name && self.inner.keeps_cookies {
                     self.set_cookie(Some(value.to_string()));
                 }
             }

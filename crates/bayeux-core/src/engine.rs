@@ -42,7 +42,7 @@ pub const SHUTDOWN_RETRY_INTERVAL: std::time::Duration = std::time::Duration::fr
 pub struct RequestContext {
     /// The transport that carried the request.
     pub transport: TransportKind,
-    /// The browser cookie of an HTTP request.
+    /// The browser cookie an HTTP request presented (none if it carried none).
     pub browser: Option<BrowserId>,
     /// The session a websocket connection is bound to (by its handshake or a resume).
     pub bound_session: Option<ClientId>,
@@ -81,6 +81,9 @@ pub struct Outcome {
     pub hold: Option<Hold>,
     /// The session a successful handshake in this batch created.
     pub handshaken: Option<ClientId>,
+    /// The browser cookie given to that session when the request presented none: the HTTP
+    /// transport sets it.
+    pub new_browser: Option<BrowserId>,
     /// In [`LogMode::Shared`]: what the driver must carry out before sending `messages`,
     /// settling each with [`Engine::settle`]. Always empty on one node.
     pub effects: Vec<Effect>,
@@ -103,6 +106,7 @@ struct Done {
     reply: Option<EncodedMessage>,
     hold: Option<Hold>,
     handshaken: Option<ClientId>,
+    new_browser: Option<BrowserId>,
     /// What the reply waits for ([`LogMode::Shared`]).
     effects: Vec<Pending>,
     /// The request and its session, kept to answer it anew should an effect fail.
@@ -258,11 +262,6 @@ impl Engine {
         &self.config
     }
 
-    /// A fresh browser cookie value.
-    pub fn new_browser_id(&self) -> BrowserId {
-        self.ids.browser_id()
-    }
-
     /// Processes one request's batch, in order.
     pub fn handle(
         &self,
@@ -301,6 +300,7 @@ impl Engine {
             replies.extend(done.reply);
             if done.handshaken.is_some() {
                 outcome.handshaken = done.handshaken;
+                outcome.new_browser = done.new_browser;
             }
             if done.hold.is_some() {
                 outcome.hold = done.hold;
@@ -404,6 +404,7 @@ impl Engine {
                 EngineStats::count(&self.stats.handshakes);
                 let done = Done {
                     handshaken: Some(new.client_id().clone()),
+                    new_browser: new.browser().filter(|_| ctx.browser.is_none()).cloned(),
                     ..Done::reply(self.outgoing_reply(Some(&new), &msg, reply))
                 };
                 if !effects.is_empty() {

@@ -49,8 +49,10 @@ impl Drop for SessionInUse {
 pub struct SessionRecord {
     /// The session's id.
     pub client_id: ClientId,
-    /// The browser cookie it is bound to (HTTP transports).
+    /// The browser cookie it was given (HTTP transports).
     pub browser: Option<BrowserId>,
+    /// Whether the client presented that cookie back: requests must then carry it.
+    pub cookie_bound: bool,
     /// Whether the client asked for acknowledged delivery.
     pub ack: bool,
     /// Attributes the application attached to it (at handshake, typically).
@@ -114,6 +116,7 @@ impl Engine {
         SessionRecord {
             client_id: session.client_id().clone(),
             browser: session.browser().cloned(),
+            cookie_bound: session.cookie_bound(),
             ack: st.ack.is_some(),
             attributes: st.attributes.clone().into_iter().collect(),
             subscriptions,
@@ -170,6 +173,7 @@ impl Engine {
         let session = Arc::new(Session::new(
             record.client_id.clone(),
             record.browser.clone(),
+            record.cookie_bound,
             now,
             expire_at,
             self.ack_numbering(),

@@ -44,6 +44,7 @@ impl Engine {
         let session = Arc::new(Session::new(
             cid.clone(),
             None,
+            false,
             now,
             now,
             self.ack_numbering(),
@@ -226,10 +227,9 @@ impl Engine {
         true
     }
 
-    /// Finds the session of `client_id`, if the request may act for it.
-    ///
-    /// Over HTTP a session is only found with the browser cookie it was handshaken with,
-    /// unless `trust_client_session` is on: a leaked `clientId` alone is useless.
+    /// Finds the session of `client_id`, if the request may act for it (see
+    /// [`Engine::may_act_for`]). A request presenting the session's own cookie binds the
+    /// session to it.
     pub(crate) fn find_session(
         &self,
         client_id: &str,
@@ -244,15 +244,31 @@ impl Engine {
             .sessions
             .get(client_id)
             .map(|s| Arc::clone(s.value()))?;
-        self.may_act_for(&session, ctx).then_some(session)
+        if !self.may_act_for(&session, ctx) {
+            return None;
+        }
+        if ctx.transport.is_http() && ctx.browser.is_some() {
+            // Only the session's own cookie gets this far (or any, when trusting clients).
+            if session.browser() == ctx.browser.as_ref() {
+                session.bind_cookie();
+            }
+        }
+        Some(session)
     }
 
-    /// Whether a request may act for `session`: always over websocket and locally, over HTTP
-    /// only with the browser cookie it was handshaken with (or `trust_client_session`).
+    /// Whether a request may act for `session`. Always over websocket and locally. Over HTTP:
+    /// with the browser cookie the session was handshaken with; or with no cookie at all, as
+    /// long as the client never presented that cookie back (a client that keeps no cookies,
+    /// which is then known by its `clientId` alone, like a websocket client); never with
+    /// another browser's cookie. `trust_client_session` lifts the check.
     pub fn may_act_for(&self, session: &Session, ctx: &RequestContext) -> bool {
-        self.config.trust_client_session
-            || !ctx.transport.is_http()
-            || (session.browser().is_some() && session.browser() == ctx.browser.as_ref())
+        if self.config.trust_client_session || !ctx.transport.is_http() {
+            return true;
+        }
+        match &ctx.browser {
+            Some(presented) => session.browser() == Some(presented),
+            None => !session.cookie_bound(),
+        }
     }
 
     pub(crate) fn piggy_back(&self, ctx: &RequestContext) -> bool {

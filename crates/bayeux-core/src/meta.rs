@@ -37,9 +37,17 @@ impl Engine {
         if self.sessions.len() >= self.config.max_sessions {
             return Step::Reply(Refusal::TooManySessions.reply_to(msg));
         }
+        // A client over HTTP without a cookie is given one; a client that presents its
+        // cookie at handshake is bound to it at once.
+        let browser = match &ctx.browser {
+            Some(presented) => Some(presented.clone()),
+            None if ctx.transport.is_http() => Some(self.ids.browser_id()),
+            None => None,
+        };
         let session = Arc::new(Session::new(
             cid.clone(),
-            ctx.browser.clone(),
+            browser.clone(),
+            ctx.browser.is_some(),
             now,
             expire_at,
             self.ack_numbering(),
@@ -49,7 +57,7 @@ impl Engine {
         if !self.policy.can_handshake(&session, ctx, msg) {
             return Step::Reply(Refusal::HandshakeDenied.reply_to(msg));
         }
-        if let Some(browser) = &ctx.browser {
+        if let Some(browser) = &browser {
             if !self.count_browser_session(browser) {
                 return Step::Reply(Refusal::TooManyBrowserSessions.reply_to(msg));
             }

@@ -24,6 +24,9 @@ use crate::stats::EngineStats;
 pub struct Session {
     id: ClientId,
     browser: Option<BrowserId>,
+    /// The client has presented `browser` back: from then on an HTTP request must carry it.
+    /// A client that keeps no cookies never does, and is found by its `clientId` alone.
+    cookie_bound: AtomicBool,
     created_at: Instant,
     state: Mutex<SessionState>,
     /// Extensions of this session only (run after the server's on the way in, before them
@@ -131,6 +134,7 @@ impl Session {
     pub(crate) fn new(
         id: ClientId,
         browser: Option<BrowserId>,
+        cookie_bound: bool,
         created_at: Instant,
         expire_at: Instant,
         numbering: AckNumbering,
@@ -139,6 +143,7 @@ impl Session {
         Self {
             id,
             browser,
+            cookie_bound: AtomicBool::new(cookie_bound),
             created_at,
             numbering,
             extensions: RwLock::new(Vec::new()),
@@ -181,6 +186,18 @@ impl Session {
     /// The browser cookie the session was handshaken with (HTTP transports only).
     pub fn browser(&self) -> Option<&BrowserId> {
         self.browser.as_ref()
+    }
+
+    /// Whether the client has presented its browser cookie back, binding the session to it.
+    pub fn cookie_bound(&self) -> bool {
+        self.cookie_bound.load(Ordering::Relaxed)
+    }
+
+    /// Binds the session to its cookie, once; the next checkpoint records it.
+    pub(crate) fn bind_cookie(&self) {
+        if !self.cookie_bound() && !self.cookie_bound.swap(true, Ordering::Relaxed) {
+            self.lock().dirty = true;
+        }
     }
 
     /// Messages waiting to be sent.

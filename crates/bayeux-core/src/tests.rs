@@ -399,6 +399,52 @@ fn session_is_only_found_with_its_browser_cookie() {
 }
 
 #[test]
+fn client_without_cookies_is_found_by_client_id_until_it_presents_its_cookie() {
+    let mut h = Harness::new();
+    let no_cookie = RequestContext::new(TransportKind::LongPolling);
+    let send = |h: &mut Harness, ctx: &RequestContext, m: Value| {
+        let outcome = h.engine.handle(h.now, ctx, vec![msg(m)]).expect("valid");
+        (values(&outcome.messages), outcome.new_browser)
+    };
+    let handshake = json!({"channel": "/meta/handshake", "id": "1", "version": "1.0"});
+    let (replies, given) = send(&mut h, &no_cookie, handshake.clone());
+    let cid = replies[0]["clientId"].as_str().unwrap().to_owned();
+    let given = given.expect("a cookie for the client");
+    assert_eq!(h.browser_of(&cid), given.as_str());
+    let publish =
+        |n: u32| json!({"channel": "/a", "id": n.to_string(), "clientId": cid, "data": n});
+    let ok = |n: u32| vec![json!({"channel": "/a", "id": n.to_string(), "successful": true})];
+    let refused = |replies: &[Value]| replies[0]["error"] == json!("402::session_unknown");
+
+    // It never sent the cookie back: its clientId is enough, another browser's cookie is not.
+    assert_eq!(send(&mut h, &no_cookie, publish(2)).0, ok(2));
+    assert!(refused(
+        &send(&mut h, &Harness::ctx("someone-else"), publish(3)).0
+    ));
+    // Once it presents its cookie, the cookie is required.
+    assert_eq!(
+        send(&mut h, &Harness::ctx(given.as_str()), publish(4)).0,
+        ok(4)
+    );
+    assert!(h.engine.session(&cid).unwrap().cookie_bound());
+    assert!(refused(&send(&mut h, &no_cookie, publish(5)).0));
+
+    // A client presenting a cookie at handshake is bound to it at once, and given none.
+    let (replies, given) = send(&mut h, &Harness::ctx("mine"), handshake);
+    assert_eq!(given, None);
+    let cid = replies[0]["clientId"].as_str().unwrap().to_owned();
+    let m = json!({"channel": "/a", "id": "6", "clientId": cid, "data": 6});
+    assert!(refused(&send(&mut h, &no_cookie, m.clone()).0));
+    assert_eq!(send(&mut h, &Harness::ctx("mine"), m.clone()).0, ok(6));
+
+    // trustClientSession lifts the check.
+    let mut trusting = Harness::with(|c| c.trust_client_session = true);
+    let cid = trusting.client();
+    let m = json!({"channel": "/a", "id": "7", "clientId": cid, "data": 7});
+    assert_eq!(send(&mut trusting, &no_cookie, m).0, ok(7));
+}
+
+#[test]
 fn silent_session_expires_after_interval_plus_max_interval() {
     let mut h = Harness::new();
     let cid = h.client();

@@ -159,10 +159,11 @@ fn channels_json(channels: &[ChannelName]) -> String {
     Value::Array(channels.iter().map(|c| json!(c.as_str())).collect()).to_string()
 }
 
-/// A session record as JSON (`browser`, `ack`, `attrs`, `subs`, `pos`).
+/// A session record as JSON (`browser`, `bound`, `ack`, `attrs`, `subs`, `pos`).
 pub(crate) fn session_json(record: &SessionRecord) -> Value {
     json!({
         "browser": record.browser.as_ref().map(BrowserId::as_str),
+        "bound": record.cookie_bound,
         "ack": record.ack,
         "attrs": Value::Object(record.attributes.clone()),
         "subs": subscriptions_json(record),
@@ -198,6 +199,7 @@ pub(crate) fn session_from_json(
     Ok(SessionRecord {
         client_id,
         browser: value["browser"].as_str().map(BrowserId::new),
+        cookie_bound: value["bound"].as_bool().unwrap_or(false),
         ack: value["ack"].as_bool().unwrap_or(false),
         attributes: value["attrs"].as_object().cloned().unwrap_or_else(Map::new),
         subscriptions,
@@ -265,6 +267,7 @@ mod tests {
             record: Some(SessionRecord {
                 client_id: ClientId::new("c6"),
                 browser: Some(BrowserId::new("b1")),
+                cookie_bound: true,
                 ack: true,
                 attributes,
                 subscriptions: vec![(chat, 12)],

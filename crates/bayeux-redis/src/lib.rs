@@ -40,11 +40,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bayeux_core::{BrowserId, SessionRecord};
+use bayeux_core::SessionRecord;
 use bayeux_message::ClientId;
 use bayeux_server::backplane::{
-    Backplane, BackplaneError, BackplaneResult, BoxFuture, Claim, LogRecord, NodeId, Read,
-    Registration,
+    Backplane, BackplaneError, BackplaneResult, BoxFuture, Claim, CookieCheck, LogRecord, NodeId,
+    Read, Registration,
 };
 use redis::{RedisError, Value};
 
@@ -166,12 +166,13 @@ impl RedisBackplane {
         node: &NodeId,
         record: &SessionRecord,
     ) -> redis::ScriptInvocation<'s> {
-        let [browser, ack, attrs, subs, pos] = record_args(record);
+        let [browser, bound, ack, attrs, subs, pos] = record_args(record);
         let mut invocation = script.prepare_invoke();
         invocation
             .key(self.keys.session(&record.client_id))
             .arg(node.as_str())
             .arg(browser)
+            .arg(bound)
             .arg(ack)
             .arg(attrs)
             .arg(subs)
@@ -254,13 +255,14 @@ fn parse_entries(value: &Value) -> Result<Vec<Read>, BackplaneError> {
 }
 
 /// The fields of a session hash that hold its record.
-fn record_args(record: &SessionRecord) -> [String; 5] {
+fn record_args(record: &SessionRecord) -> [String; 6] {
     [
         record
             .browser
             .as_ref()
             .map(|b| b.as_str().to_owned())
             .unwrap_or_default(),
+        if record.cookie_bound { "1" } else { "0" }.to_owned(),
         if record.ack { "1" } else { "0" }.to_owned(),
         serde_json::Value::Object(record.attributes.clone()).to_string(),
         codec::subscriptions_json(record).to_string(),
@@ -268,15 +270,17 @@ fn record_args(record: &SessionRecord) -> [String; 5] {
     ]
 }
 
-/// Reads a session record from the flat `[browser, ack, attrs, subs, pos]` a script returns.
+/// Reads a session record from the flat `[browser, bound, ack, attrs, subs, pos]` a script
+/// returns.
 fn record_from(client_id: &ClientId, parts: &[Value]) -> Result<SessionRecord, BackplaneError> {
     let field = |i: usize| parts.get(i).and_then(text).unwrap_or_default();
     let json = serde_json::json!({
         "browser": Some(field(0)).filter(|b| !b.is_empty()),
-        "ack": field(1) == "1",
-        "attrs": serde_json::from_str::<serde_json::Value>(&field(2)).unwrap_or_default(),
-        "subs": serde_json::from_str::<serde_json::Value>(&field(3)).unwrap_or_default(),
-        "pos": field(4).parse::<u64>().unwrap_or(0),
+        "bound": field(1) == "1",
+        "ack": field(2) == "1",
+        "attrs": serde_json::from_str::<serde_json::Value>(&field(3)).unwrap_or_default(),
+        "subs": serde_json::from_str::<serde_json::Value>(&field(4)).unwrap_or_default(),
+        "pos": field(5).parse::<u64>().unwrap_or(0),
     });
     codec::session_from_json(client_id.clone(), &json).map_err(BackplaneError::Corrupt)
 }
@@ -447,7 +451,7 @@ impl Backplane for RedisBackplane {
         let node = node.clone();
         let record = record.clone();
         Box::pin(async move {
-            let [browser, ack, attrs, subs, pos] = record_args(&record);
+            let [browser, bound, ack, attrs, subs, pos] = record_args(&record);
             let mut hset = redis::cmd("HSET");
             hset.arg(self.keys.session(&record.client_id))
                 .arg("owner")
@@ -456,6 +460,8 @@ impl Backplane for RedisBackplane {
                 .arg(1)
                 .arg("browser")
                 .arg(browser)
+                .arg("bound")
+                .arg(bound)
                 .arg("ack")
                 .arg(ack)
                 .arg("attrs")
@@ -478,19 +484,23 @@ impl Backplane for RedisBackplane {
         &self,
         node: &NodeId,
         client_id: &ClientId,
-        browser: Option<&BrowserId>,
+        cookie: &CookieCheck,
         move_ttl: Duration,
     ) -> BoxFuture<'_, BackplaneResult<Claim>> {
         let node = node.clone();
         let client_id = client_id.clone();
-        let browser = browser.map(|b| b.as_str().to_owned()).unwrap_or_default();
+        let check = match cookie {
+            CookieCheck::Unchecked => String::new(),
+            CookieCheck::Presented(browser) => format!("={}", browser.as_str()),
+            CookieCheck::Absent => "-".to_owned(),
+        };
         Box::pin(async move {
             let script = scripts::claim();
             let mut invocation = script.prepare_invoke();
             invocation
                 .key(self.keys.session(&client_id))
                 .arg(node.as_str())
-                .arg(&browser)
+                .arg(&check)
                 .arg(move_ttl.as_millis() as u64);
             let reply: Vec<Value> = self
                 .commands
@@ -641,15 +651,15 @@ impl Backplane for RedisBackplane {
         Box::pin(async move {
             let cmd = redis::cmd("HMGET")
                 .arg(self.keys.session(&client_id))
-                .arg(&["browser", "ack", "attrs", "subs", "pos", "owner"])
+                .arg(&["browser", "bound", "ack", "attrs", "subs", "pos", "owner"])
                 .to_owned();
             let parts: Vec<Value> = self.commands.run(&cmd).await.map_err(unavailable)?;
             if parts.iter().all(|p| matches!(p, Value::Nil)) {
                 return Ok(None);
             }
-            let record = record_from(&client_id, &parts[..5.min(parts.len())])?;
+            let record = record_from(&client_id, &parts[..6.min(parts.len())])?;
             let owner = parts
-                .get(5)
+                .get(6)
                 .and_then(text)
                 .filter(|o| !o.is_empty())
                 .map(NodeId::new);

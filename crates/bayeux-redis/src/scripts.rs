@@ -3,24 +3,28 @@
 
 use redis::Script;
 
-/// Claims a session: `KEYS[1]` its hash, `ARGV[1]` the claiming node, `ARGV[2]` the browser
-/// cookie presented (empty: not checked), `ARGV[3]` how long the move may take (ms). Answers
-/// `{"unknown"}`, `{"denied"}`, `{"busy"}` (another move is under way), or
-/// `{"claimed", epoch, former owner, browser, ack, attrs, subs, pos}`.
+/// Claims a session: `KEYS[1]` its hash, `ARGV[1]` the claiming node, `ARGV[2]` the cookie
+/// check (empty: none; `=` and the cookie the request presented; `-`: it presented none, so
+/// the session must not be bound to its cookie), `ARGV[3]` how long the move may take (ms).
+/// Answers `{"unknown"}`, `{"denied"}`, `{"busy"}` (another move is under way), or
+/// `{"claimed", epoch, former owner, browser, bound, ack, attrs, subs, pos}`.
 pub(crate) fn claim() -> Script {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown'} end
-local bound = redis.call('HGET', KEYS[1], 'browser')
-if ARGV[2] ~= '' and bound and bound ~= '' and bound ~= ARGV[2] then return {'denied'} end
+if ARGV[2] == '-' then
+  if redis.call('HGET', KEYS[1], 'bound') == '1' then return {'denied'} end
+elseif ARGV[2] ~= '' then
+  if (redis.call('HGET', KEYS[1], 'browser') or '') ~= string.sub(ARGV[2], 2) then return {'denied'} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(redis.call('HGET', KEYS[1], 'moving') or '0') > now then return {'busy'} end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local former = redis.call('HGET', KEYS[1], 'owner') or ''
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'moving', tostring(now + tonumber(ARGV[3])))
-local f = redis.call('HMGET', KEYS[1], 'browser', 'ack', 'attrs', 'subs', 'pos')
-return {'claimed', tostring(epoch), former, f[1] or '', f[2] or '0', f[3] or '{}', f[4] or '[]', f[5] or '0'}
+local f = redis.call('HMGET', KEYS[1], 'browser', 'bound', 'ack', 'attrs', 'subs', 'pos')
+return {'claimed', tostring(epoch), former, f[1] or '', f[2] or '0', f[3] or '0', f[4] or '{}', f[5] or '[]', f[6] or '0'}
 ",
     )
 }
@@ -35,13 +39,13 @@ return 1
     )
 }
 
-/// Writes a session's record if `ARGV[1]` owns it: `ARGV[2..6]` are browser, ack, attrs,
-/// subs, pos. Answers 1 when written, 0 otherwise.
+/// Writes a session's record if `ARGV[1]` owns it: `ARGV[2..7]` are browser, bound, ack,
+/// attrs, subs, pos. Answers 1 when written, 0 otherwise.
 pub(crate) fn checkpoint() -> Script {
     Script::new(
         r"
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'browser', ARGV[2], 'ack', ARGV[3], 'attrs', ARGV[4], 'subs', ARGV[5], 'pos', ARGV[6])
+redis.call('HSET', KEYS[1], 'browser', ARGV[2], 'bound', ARGV[3], 'ack', ARGV[4], 'attrs', ARGV[5], 'subs', ARGV[6], 'pos', ARGV[7])
 return 1
 ",
     )
@@ -52,7 +56,7 @@ pub(crate) fn release() -> Script {
     Script::new(
         r"
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'browser', ARGV[2], 'ack', ARGV[3], 'attrs', ARGV[4], 'subs', ARGV[5], 'pos', ARGV[6], 'owner', '')
+redis.call('HSET', KEYS[1], 'browser', ARGV[2], 'bound', ARGV[3], 'ack', ARGV[4], 'attrs', ARGV[5], 'subs', ARGV[6], 'pos', ARGV[7], 'owner', '')
 return 1
 ",
     )

@@ -114,11 +114,7 @@ pub(crate) async fn exchange(
     let known_browser = origin.browser_cookie.filter(|v| {
         !v.is_empty() && v.len() <= MAX_COOKIE_LEN && v.bytes().all(|b| b.is_ascii_graphic())
     });
-    let browser = match known_browser {
-        Some(value) => BrowserId::new(value),
-        None => server.engine().new_browser_id(),
-    };
-    let mut ctx = RequestContext::new(transport).with_browser(Some(browser.clone()));
+    let mut ctx = RequestContext::new(transport).with_browser(known_browser.map(BrowserId::new));
     ctx.http = origin.http;
     let outcome = match server.handle(&ctx, batch).await {
         Ok(outcome) => outcome,
@@ -132,10 +128,10 @@ pub(crate) async fn exchange(
         Err(other) => return Err(HttpReply::error(400, format!("{other:?}"))),
     };
     // The cookie is only set by a successful handshake, as Java CometD does.
-    let set_cookie = match (&outcome.handshaken, known_browser) {
-        (Some(_), None) => Some(config.cookie.set_cookie(browser.as_str(), origin.secure)),
-        _ => None,
-    };
+    let set_cookie = outcome
+        .new_browser
+        .as_ref()
+        .map(|browser| config.cookie.set_cookie(browser.as_str(), origin.secure));
     let mut messages = outcome.messages;
     if let Some(hold) = outcome.hold {
         let end = match origin.peer {

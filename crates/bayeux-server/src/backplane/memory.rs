@@ -7,14 +7,14 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bayeux_core::{BrowserId, SessionRecord};
+use bayeux_core::SessionRecord;
 use bayeux_message::ClientId;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Backplane, BackplaneError, BackplaneResult, BoxFuture, Claim, LogRecord, NodeId, Read,
-    Registration,
+    Backplane, BackplaneError, BackplaneResult, BoxFuture, Claim, CookieCheck, LogRecord, NodeId,
+    Read, Registration,
 };
 
 /// A backplane shared by the clones of one value, in memory.
@@ -233,17 +233,22 @@ impl Backplane for MemoryBackplane {
         &self,
         node: &NodeId,
         client_id: &ClientId,
-        browser: Option<&BrowserId>,
+        cookie: &CookieCheck,
         move_ttl: Duration,
     ) -> BoxFuture<'_, BackplaneResult<Claim>> {
         let result = self.with(|state| {
             let Some(found) = state.sessions.get_mut(client_id) else {
                 return Claim::Unknown;
             };
-            if let (Some(presented), Some(bound)) = (browser, &found.record.browser) {
-                if presented != bound {
-                    return Claim::Denied;
+            let allowed = match cookie {
+                CookieCheck::Unchecked => true,
+                CookieCheck::Presented(presented) => {
+                    found.record.browser.as_ref() == Some(presented)
                 }
+                CookieCheck::Absent => !found.record.cookie_bound,
+            };
+            if !allowed {
+                return Claim::Denied;
             }
             let now = Instant::now();
             if found.moving_until.is_some_and(|until| until > now) {

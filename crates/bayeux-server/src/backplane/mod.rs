@@ -108,6 +108,19 @@ pub struct Registration {
     pub owner: Option<NodeId>,
 }
 
+/// What a claim checks of the browser cookie a request presented: the registry applies the
+/// rule the engine applies to sessions it serves ([`bayeux_core::Engine::may_act_for`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CookieCheck {
+    /// Nothing to check: a websocket request, or `trustClientSession`.
+    Unchecked,
+    /// The request carried this cookie: it must be the one the session was given.
+    Presented(BrowserId),
+    /// The request carried none: the session's client must never have presented its cookie
+    /// back (a client that keeps no cookies).
+    Absent,
+}
+
 /// The answer to a claim on a session.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
@@ -122,7 +135,7 @@ pub enum Claim {
     },
     /// Another node is taking the session over right now: claim again in a moment.
     Busy,
-    /// The session is bound to another browser cookie than the one presented.
+    /// The request's cookie does not let it act for the session ([`CookieCheck`]).
     Denied,
     /// No such session.
     Unknown,
@@ -191,14 +204,14 @@ pub trait Backplane: Send + Sync + 'static {
         -> BoxFuture<'_, BackplaneResult<()>>;
 
     /// Takes a session for `node`: bumps its lease and makes `node` its owner, unless the
-    /// session is bound to another browser than `browser` (when one is given), or another
+    /// request's cookie does not pass `cookie` ([`Claim::Denied`]), or another
     /// node's move of it is under way ([`Claim::Busy`]; a move ends with
     /// [`Backplane::moved`], or after `move_ttl`).
     fn claim(
         &self,
         node: &NodeId,
         client_id: &ClientId,
-        browser: Option<&BrowserId>,
+        cookie: &CookieCheck,
         move_ttl: Duration,
     ) -> BoxFuture<'_, BackplaneResult<Claim>>;
 

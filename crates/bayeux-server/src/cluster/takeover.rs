@@ -19,12 +19,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bayeux_core::{BrowserId, RequestContext, SessionInUse, SessionRecord, TransportKind};
+use bayeux_core::{RequestContext, SessionInUse, SessionRecord, TransportKind};
 use bayeux_message::{ClientId, Message, Refusal};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::backplane::{BackplaneError, Claim, LogRecord, NodeId};
+use crate::backplane::{BackplaneError, Claim, CookieCheck, LogRecord, NodeId};
 use crate::server::{now, Inner, Server};
 
 use super::{Applied, Expected};
@@ -93,9 +93,14 @@ impl Server {
         }
         // The registry checks the cookie like the engine does, so that a leaked clientId
         // alone cannot even move a session around.
-        let browser = (ctx.transport.is_http() && !inner.engine.config().trust_client_session)
-            .then(|| ctx.browser.clone())
-            .flatten();
+        let cookie = if !ctx.transport.is_http() || inner.engine.config().trust_client_session {
+            CookieCheck::Unchecked
+        } else {
+            match &ctx.browser {
+                Some(presented) => CookieCheck::Presented(presented.clone()),
+                None => CookieCheck::Absent,
+            }
+        };
         let client_id = ClientId::new(cid);
         let mut done = {
             let mut running = cluster.running();
@@ -108,7 +113,7 @@ impl Server {
                     // (and the requests waiting for it) half done.
                     let server = self.clone();
                     tokio::spawn(async move {
-                        let served = server.take_over(&client_id, browser).await;
+                        let served = server.take_over(&client_id, cookie).await;
                         server.inner.cluster().running().remove(&client_id);
                         tell.send_replace(Some(served));
                     });
@@ -127,7 +132,7 @@ impl Server {
     }
 
     /// Claims and adopts a session; `None` when the backplane failed on the way.
-    async fn take_over(&self, client_id: &ClientId, browser: Option<BrowserId>) -> Option<Served> {
+    async fn take_over(&self, client_id: &ClientId, cookie: CookieCheck) -> Option<Served> {
         let inner = &self.inner;
         let cluster = inner.cluster();
         let backplane = &cluster.backplane;
@@ -136,7 +141,7 @@ impl Server {
         let give_up = Instant::now() + move_ttl;
         let (record, epoch, previous) = loop {
             let claim = backplane
-                .claim(&cluster.node, client_id, browser.as_ref(), move_ttl)
+                .claim(&cluster.node, client_id, &cookie, move_ttl)
                 .await;
             cluster.note(&claim);
             match claim {
