@@ -150,6 +150,8 @@ enum Expect {
     Close(u16, &'static str),
     /// One websocket text frame holding exactly these messages; the socket stays open.
     Frame(Vec<Value>),
+    /// No answer at all, and the socket stays open: the next publish's reply is the next frame.
+    Ignored,
     /// Checked by the [`Input::Custom`] itself.
     Checked,
 }
@@ -287,7 +289,9 @@ fn check_http(resp: &Response, expect: Expect) {
         Expect::Jsonp(callback, want) => {
             assert_messages(&normalize(unwrap_jsonp(resp, callback)), &want);
         }
-        Expect::Close(..) | Expect::Frame(_) => panic!("an HTTP case cannot expect a frame"),
+        Expect::Close(..) | Expect::Frame(_) | Expect::Ignored => {
+            panic!("an HTTP case cannot expect a websocket outcome")
+        }
         Expect::Checked => {}
     }
 }
@@ -381,7 +385,12 @@ async fn ws_case(w: &World, input: WsInput, expect: Expect) {
                 .await;
             close_ws(ws).await;
         }
-        _ => panic!("a websocket case expects a close or a frame"),
+        Expect::Ignored => {
+            ws.publish_ok("/hostile/ws/after", json!("still open"))
+                .await;
+            close_ws(ws).await;
+        }
+        _ => panic!("a websocket case expects a close, a frame or nothing"),
     }
 }
 
@@ -1671,7 +1680,9 @@ async fn hostile_websocket() {
             Expect::Close(1011, invalid),
         ),
         case("empty text frame", text(""), Expect::Close(1011, "empty batch")),
-        case("[]", text("[]"), Expect::Close(1011, "empty batch")),
+        // The keep-alive Faye's clients up to 1.2 send when the socket opens and then periodically.
+        case("[]", text("[]"), Expect::Ignored),
+        case("[ ] with spaces", text(" [ ]\n"), Expect::Ignored),
         case(
             "[1,2]",
             text("[1,2]"),

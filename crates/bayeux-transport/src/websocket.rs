@@ -229,10 +229,15 @@ impl Connection {
         if text.len() > config.max_message_size {
             return Err("frame larger than maxMessageSize".into());
         }
-        let batch = parse_batch(text.as_bytes()).map_err(|e| match e {
-            BatchError::Malformed(_) => "invalid JSON".to_owned(),
-            other => other.to_string(),
-        })?;
+        let batch = match parse_batch(text.as_bytes()) {
+            Ok(batch) => batch,
+            // `[]` is the keep-alive of some clients (Faye up to 1.2): nothing to do or answer.
+            Err(BatchError::Empty) if !text.trim().is_empty() => {
+                return Ok((Vec::new(), None, false))
+            }
+            Err(BatchError::Malformed(_)) => return Err("invalid JSON".to_owned()),
+            Err(other) => return Err(other.to_string()),
+        };
         let had_connect = batch.iter().any(|m| m.channel() == Some("/meta/connect"));
         let presented = batch.first().and_then(|m| m.client_id()).map(ClientId::new);
         let ctx = RequestContext {
