@@ -55,6 +55,12 @@ step "building bayeuxd and the examples (the wire tests and the JS suites run th
 cargo build -p bayeuxd -p bayeux-examples --examples --bins --quiet
 export BAYEUXD_BIN="$PWD/target/debug/bayeuxd"
 
+step "the reference peers (bench/peers: Faye, cometd-nodejs-server) the Rust client is tested against"
+(
+  cd bench/peers
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+)
+
 step "cargo test (unit, engine scenarios, wire conformance over HTTP)"
 cargo test --workspace
 
