@@ -24,6 +24,14 @@ export async function startEnv(t, serverOptions = {}) {
     browser(name) {
       return new Browser(name);
     },
+    /**
+     * Registers a client of another library (anything with `async close()`), closed with the
+     * others at teardown, before the server stops.
+     */
+    track(client) {
+      clients.push(client);
+      return client;
+    },
     /** Creates a client and completes its handshake and first connect. */
     async connected(options = {}) {
       const client = env.client(options);

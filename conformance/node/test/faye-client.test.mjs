@@ -19,7 +19,7 @@ import { Collector, notifyChange, until, withDeadline } from '../lib/client.mjs'
 const TEST_TIMEOUT = 30000;
 
 /** A Faye client of `env`, websocket disabled unless asked for, with an outgoing tap. */
-function fayeClient(t, env, { websocket, library = faye }) {
+function fayeClient(env, { websocket, library = faye }) {
   const client = new library.Client(env.url, { timeout: 5, retry: 0.2 });
   client.on('transport:up', notifyChange);
   if (!websocket) client.disable('websocket');
@@ -37,8 +37,17 @@ function fayeClient(t, env, { websocket, library = faye }) {
       callback(message);
     },
   });
-  // Faye's disconnect answers a promise that never settles: not awaited.
-  t.after(() => { client.disconnect(); });
+  // Disconnected while the server still runs: a Faye client whose disconnect finds no server
+  // retries it for ever, and keeps the test process alive. (Its disconnect promise never
+  // settles: the reply is awaited through the tap instead.)
+  env.track({
+    async close() {
+      client.disconnect();
+      await until(() => received.some((m) => m.channel === '/meta/disconnect'), {
+        what: 'Faye disconnected',
+      }).catch(() => {});
+    },
+  });
   return { client, sent, received };
 }
 
@@ -58,7 +67,7 @@ async function fayeSubscribe(client, channel) {
 
 async function crossTalk(t, { websocket, library }) {
   const env = await startEnv(t);
-  const { client, sent, received } = fayeClient(t, env, { websocket, library });
+  const { client, sent, received } = fayeClient(env, { websocket, library });
   const fromOfficial = await fayeSubscribe(client, '/interop/official');
   const wildcard = await fayeSubscribe(client, '/interop/*');
   if (websocket) {
@@ -113,7 +122,7 @@ describe('Faye client (npm faye) against bayeuxd', () => {
 
   test('a server restart: Faye handshakes again and resubscribes by itself', { timeout: TEST_TIMEOUT }, async (t) => {
     const env = await startEnv(t);
-    const { client, sent, received } = fayeClient(t, env, { websocket: false });
+    const { client, sent, received } = fayeClient(env, { websocket: false });
     const got = await fayeSubscribe(client, '/interop/restart');
     const clientIds = () => received.filter((m) => m.channel === '/meta/handshake' && m.successful)
       .map((m) => m.clientId);
