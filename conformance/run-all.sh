@@ -51,8 +51,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-step "building bayeuxd and the examples (the wire tests and the JS suites run the real binaries)"
-cargo build -p bayeuxd -p bayeux-examples --examples --bins --quiet
+step "building bayeuxd, the examples and self-signed-cert (the wire tests and the JS suites run the real binaries)"
+cargo build -p bayeuxd -p bayeux-examples -p bayeux-conformance --examples --bins --quiet
 export BAYEUXD_BIN="$PWD/target/debug/bayeuxd"
 
 step "the reference peers (bench/peers: Faye, cometd-nodejs-server) the Rust client is tested against"

@@ -20,7 +20,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   'sweep-period': 100,
 });
 
-const LISTENING_RE = /^bayeuxd listening on (http:\/\/127\.0\.0\.1:(\d+)(\/\S*))\s*$/;
+const LISTENING_RE = /^bayeuxd listening on (https?:\/\/127\.0\.0\.1:(\d+)(\/\S*))\s*$/;
 const START_DEADLINE_MS = 10000;
 const STOP_GRACE_MS = 3000;
 const STDERR_TAIL_BYTES = 64 * 1024;

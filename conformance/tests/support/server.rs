@@ -15,8 +15,9 @@ use tokio::process::{Child, Command};
 /// How long the binary may take to print its "listening" line.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Prefix of the single stdout line `bayeuxd` prints once it accepts connections.
-const LISTENING_PREFIX: &str = "bayeuxd listening on http://";
+/// Prefix of the single stdout line `bayeuxd` prints once it accepts connections, followed by
+/// `http://` or `https://` (with `--tls-cert`).
+const LISTENING_PREFIX: &str = "bayeuxd listening on ";
 
 /// Keep at most this much of the child's stderr, to show it when a test fails.
 const STDERR_CAP: usize = 256 * 1024;
@@ -24,6 +25,7 @@ const STDERR_CAP: usize = 256 * 1024;
 /// A running `bayeuxd` child process bound to an ephemeral loopback port.
 pub struct TestServer {
     child: Child,
+    scheme: String,
     addr: SocketAddr,
     path: String,
     args: Vec<String>,
@@ -69,10 +71,11 @@ impl TestServer {
         // Keep reading stdout so the child can never block on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-        let (addr, path) = parse_listening_line(&line)
+        let (scheme, addr, path) = parse_listening_line(&line)
             .unwrap_or_else(|| panic!("unexpected listening line from bayeuxd: {line:?}"));
         TestServer {
             child,
+            scheme,
             addr,
             path,
             args,
@@ -83,6 +86,11 @@ impl TestServer {
     /// The socket address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The endpoint's URL, e.g. `https://127.0.0.1:4443/cometd`.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.addr, self.path)
     }
 
     /// The process id of the child, while it runs (e.g. to read `/proc/<pid>/status`).
@@ -183,13 +191,17 @@ fn binary_path() -> PathBuf {
 }
 
 /// Parses `bayeuxd listening on http://127.0.0.1:PORT/cometd` into address and mount path.
-fn parse_listening_line(line: &str) -> Option<(SocketAddr, String)> {
-    let rest = line.trim().strip_prefix(LISTENING_PREFIX)?;
+fn parse_listening_line(line: &str) -> Option<(String, SocketAddr, String)> {
+    let url = line.trim().strip_prefix(LISTENING_PREFIX)?;
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
     let (authority, path) = match rest.find('/') {
         Some(slash) => (&rest[..slash], rest[slash..].to_string()),
         None => (rest, "/".to_string()),
     };
-    Some((authority.parse().ok()?, path))
+    Some((scheme.to_owned(), authority.parse().ok()?, path))
 }
 
 /// Reads a child pipe to its end, keeping the first [`STDERR_CAP`] bytes in `keep`.

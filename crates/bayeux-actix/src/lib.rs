@@ -104,6 +104,7 @@ fn origin<'a>(
     HttpOrigin {
         browser_cookie: cookie.map(|c| c.value()),
         secure: req.connection_info().scheme() == "https",
+        multiplexed: req.version() >= actix_web::http::Version::HTTP_2,
         http: Some(http_info(req)),
         peer: req
             .conn_data::<peer::PeerSocket>()

@@ -103,6 +103,10 @@ pub struct EngineConfig {
     pub meta_connect_deliver_only: bool,
     /// Held connects allowed per browser cookie; negative is unlimited (`maxSessionsPerBrowser`, 1).
     pub max_sessions_per_browser: i32,
+    /// The same for requests over HTTP/2, where one connection carries any number of
+    /// requests, so held connects do not use up the browser's connections; negative is
+    /// unlimited (`http2MaxSessionsPerBrowser`, -1 as in Java CometD).
+    pub http2_max_sessions_per_browser: i32,
     /// Poll interval advised to the extra sessions of a browser (`multiSessionInterval`, 2 s).
     pub multi_session_interval: Duration,
     /// Accept a `clientId` without the cookie of the browser that handshook it
@@ -133,6 +137,7 @@ impl Default for EngineConfig {
             broadcast_to_publisher: true,
             meta_connect_deliver_only: false,
             max_sessions_per_browser: 1,
+            http2_max_sessions_per_browser: -1,
             multi_session_interval: Duration::from_millis(2_000),
             trust_client_session: false,
             handshake_reconnect: false,

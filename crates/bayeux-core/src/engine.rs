@@ -51,6 +51,9 @@ pub struct RequestContext {
     pub require_bound_session: bool,
     /// The HTTP request (headers, peer), for the security policy.
     pub http: Option<Arc<HttpInfo>>,
+    /// The request came over HTTP/2 or later, whose connections multiplex requests:
+    /// `http2_max_sessions_per_browser` applies instead of `max_sessions_per_browser`.
+    pub multiplexed: bool,
 }
 
 impl RequestContext {
@@ -62,6 +65,7 @@ impl RequestContext {
             bound_session: None,
             require_bound_session: false,
             http: None,
+            multiplexed: false,
         }
     }
 

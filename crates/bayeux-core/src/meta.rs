@@ -165,7 +165,7 @@ impl Engine {
         let mut browser_slot = None;
         if !answer_now && ctx.transport.is_http() {
             if let Some(browser) = &ctx.browser {
-                if !self.take_browser_slot(browser) {
+                if !self.take_browser_slot(browser, ctx.multiplexed) {
                     return self.multiple_clients_reply(now, &mut st, msg);
                 }
                 browser_slot = Some(browser.clone());
@@ -202,13 +202,17 @@ impl Engine {
     }
 
     /// Counts one more held connect for `browser`, unless it already has its maximum.
-    fn take_browser_slot(&self, browser: &crate::ids::BrowserId) -> bool {
-        let max = self.config.max_sessions_per_browser;
-        if max < 0 {
-            return true;
-        }
+    /// Counts one more held connect for `browser`, unless it has as many as allowed. Counted
+    /// even when unlimited: HTTP/1.1 and HTTP/2 connects of one browser share the count, and
+    /// each release takes one off.
+    fn take_browser_slot(&self, browser: &crate::ids::BrowserId, multiplexed: bool) -> bool {
+        let max = if multiplexed {
+            self.config.http2_max_sessions_per_browser
+        } else {
+            self.config.max_sessions_per_browser
+        };
         let mut count = self.browsers.entry(browser.clone()).or_insert(0);
-        if *count >= max.unsigned_abs() {
+        if max >= 0 && *count >= max.unsigned_abs() {
             return false;
         }
         *count += 1;

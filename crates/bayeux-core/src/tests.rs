@@ -655,6 +655,52 @@ fn second_poller_of_a_browser_gets_multiple_clients_advice() {
 }
 
 #[test]
+fn over_http2_a_browser_holds_as_many_connects_as_http2_max_sessions_per_browser() {
+    let connect = |cid: &str, id: &str| {
+        msg(
+            json!({"channel": "/meta/connect", "id": id, "clientId": cid, "connectionType": "long-polling"}),
+        )
+    };
+    for (limit, third_held) in [(-1, true), (2, false)] {
+        let mut h = Harness::with(|c| c.http2_max_sessions_per_browser = limit);
+        let h2 = RequestContext {
+            multiplexed: true,
+            ..Harness::ctx("shared")
+        };
+        let tabs: Vec<String> = (0..3).map(|_| h.handshake_in("shared")).collect();
+        for cid in &tabs {
+            h.connect(cid, Some(json!({"timeout": 0})));
+        }
+        let mut holds = Vec::new();
+        for (n, cid) in tabs.iter().enumerate() {
+            let outcome = h
+                .engine
+                .handle(h.now, &h2, vec![connect(cid, &format!("h{n}"))])
+                .unwrap();
+            holds.push(outcome.hold);
+            if n < 2 {
+                assert!(holds[n].is_some(), "tab {n} is held over HTTP/2");
+            } else {
+                assert_eq!(holds[n].is_some(), third_held, "limit {limit}");
+                if !third_held {
+                    assert_eq!(
+                        values(&outcome.messages)[0]["advice"]["multiple-clients"],
+                        json!(true)
+                    );
+                }
+            }
+        }
+        // HTTP/1.1 connects of the same browser count the HTTP/2 ones: one is allowed, and
+        // the browser already holds two or three.
+        let fourth = h.handshake_in("shared");
+        h.connect(&fourth, Some(json!({"timeout": 0})));
+        let (replies, hold) = h.connect(&fourth, None);
+        assert!(hold.is_none(), "limit {limit}");
+        assert_eq!(replies[0]["advice"]["multiple-clients"], json!(true));
+    }
+}
+
+#[test]
 fn broadcast_to_publisher_can_be_turned_off() {
     let mut h = Harness::with(|c| c.broadcast_to_publisher = false);
     let cid = h.client();

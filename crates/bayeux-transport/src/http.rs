@@ -66,6 +66,8 @@ pub struct HttpOrigin<'a> {
     pub browser_cookie: Option<&'a str>,
     /// Whether the request came over TLS (for the cookie's `Secure` attribute).
     pub secure: bool,
+    /// Whether the request came over HTTP/2 or later (`http2MaxSessionsPerBrowser`).
+    pub multiplexed: bool,
     /// Headers and peer address, for the security policy.
     pub http: Option<Arc<HttpInfo>>,
     /// The connection, watched while a `/meta/connect` is held on it.
@@ -116,6 +118,7 @@ pub(crate) async fn exchange(
     });
     let mut ctx = RequestContext::new(transport).with_browser(known_browser.map(BrowserId::new));
     ctx.http = origin.http;
+    ctx.multiplexed = origin.multiplexed;
     let outcome = match server.handle(&ctx, batch).await {
         Ok(outcome) => outcome,
         Err(RequestError::Empty) => return Err(HttpReply::error(400, "empty batch")),

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - `options`: flags and the config file, with CometD's names and defaults.
+//! - `tls`: the certificate and key of `--tls-cert` / `--tls-key`.
 //! - `main`: logging, the HTTP server, signals.
 
 use std::io::{IsTerminal, Write};
@@ -23,6 +24,7 @@ use bayeux_server::{
 use clap::Parser;
 
 mod options;
+mod tls;
 
 use options::{BuiltinExtension, Options, Retention, Settings};
 
@@ -51,6 +53,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> std::io::Result<()> {
+    let tls = match &settings.tls {
+        Some(files) => Some(
+            tls::server_config(&files.cert, &files.key)
+                .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?,
+        ),
+        None => None,
+    };
     let mut builder = Server::builder()
         .config(settings.engine)
         .sweep_period(settings.sweep_period);
@@ -102,7 +111,7 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     // The admin API: off without a token; on its own listener when `adminBind` is set.
     let admin = settings.admin.clone();
     let admin_here = admin.token.clone().filter(|_| admin.bind.is_none());
-    let mut http = HttpServer::new(move || {
+    let http = HttpServer::new(move || {
         let mut app = App::new()
             .service(endpoint.clone().scope(&mount))
             .configure(bayeux_actix::probes(probed.clone()))
@@ -120,14 +129,18 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     // A held connect whose client left is noticed, and its messages kept for the next one.
     .on_connect(bayeux_actix::watch_connections)
     // Deliveries are small writes that must leave at once: no Nagle delay.
-    .tcp_nodelay(true)
-    .bind(&settings.bind)?;
-    if let Some(workers) = settings.workers {
-        http = http.workers(workers);
-    }
+    .tcp_nodelay(true);
+    let http = match settings.workers {
+        Some(workers) => http.workers(workers),
+        None => http,
+    };
+    let (http, scheme) = match tls {
+        Some(config) => (http.bind_rustls_0_23(&settings.bind, config)?, "https"),
+        None => (http.bind(&settings.bind)?, "http"),
+    };
     for addr in http.addrs() {
         // Tests and scripts read this line to learn the port.
-        println!("bayeuxd listening on http://{addr}{path}");
+        println!("bayeuxd listening on {scheme}://{addr}{path}");
     }
     std::io::stdout().flush()?;
 

@@ -31,6 +31,13 @@ pub struct Options {
     /// HTTP worker threads [default: one per core].
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Serve HTTPS and WSS (HTTP/2 offered by ALPN) with this PEM certificate chain; needs
+    /// --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Milliseconds a /meta/connect is held [default: 20000].
     #[arg(long)]
@@ -89,6 +96,9 @@ pub struct Options {
     /// Held connects per browser; negative is unlimited [default: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub max_sessions_per_browser: Option<i32>,
+    /// Held connects per browser over HTTP/2; negative is unlimited [default: -1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub http2_max_sessions_per_browser: Option<i32>,
     /// Poll interval advised to a browser's extra sessions, ms [default: 2000].
     #[arg(long)]
     pub multi_session_interval: Option<u64>,
@@ -120,7 +130,7 @@ pub struct Options {
     /// Max-Age of the browser cookie in seconds [default: none, a session cookie].
     #[arg(long)]
     pub browser_cookie_max_age: Option<u64>,
-    /// Mark the cookie Secure on TLS requests [default: false].
+    /// Mark the cookie Secure on TLS requests [default: true with --tls-cert, else false].
     #[arg(long)]
     pub browser_cookie_secure: Option<bool>,
     /// Mark the cookie HttpOnly [default: true].
@@ -287,12 +297,20 @@ impl BuiltinExtension {
     }
 }
 
+/// The certificate and key files of `--tls-cert` and `--tls-key`.
+#[derive(Debug)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything `bayeuxd` needs to start, resolved.
 #[derive(Debug)]
 pub struct Settings {
     pub bind: String,
     pub path: String,
     pub workers: Option<usize>,
+    pub tls: Option<TlsSettings>,
     pub sweep_period: Duration,
     pub static_dir: Option<PathBuf>,
     pub extensions: Vec<BuiltinExtension>,
@@ -326,6 +344,11 @@ impl Options {
             bind: self.bind.or(base.bind),
             path: self.path.or(base.path),
             workers: self.workers.or(base.workers),
+            tls_cert: self.tls_cert.or(base.tls_cert),
+            tls_key: self.tls_key.or(base.tls_key),
+            http2_max_sessions_per_browser: self
+                .http2_max_sessions_per_browser
+                .or(base.http2_max_sessions_per_browser),
             timeout: self.timeout.or(base.timeout),
             interval: self.interval.or(base.interval),
             max_interval: self.max_interval.or(base.max_interval),
@@ -430,6 +453,9 @@ impl Options {
             max_sessions_per_browser: self
                 .max_sessions_per_browser
                 .unwrap_or(defaults.max_sessions_per_browser),
+            http2_max_sessions_per_browser: self
+                .http2_max_sessions_per_browser
+                .unwrap_or(defaults.http2_max_sessions_per_browser),
             multi_session_interval: self
                 .multi_session_interval
                 .map_or(defaults.multi_session_interval, ms),
@@ -495,7 +521,10 @@ impl Options {
                 path: self.browser_cookie_path.unwrap_or(cookie_defaults.path),
                 domain: self.browser_cookie_domain,
                 max_age: self.browser_cookie_max_age,
-                secure: self.browser_cookie_secure.unwrap_or(cookie_defaults.secure),
+                // Over TLS the cookie is Secure unless the operator says otherwise.
+                secure: self
+                    .browser_cookie_secure
+                    .unwrap_or(cookie_defaults.secure || self.tls_cert.is_some()),
                 http_only: self
                     .browser_cookie_http_only
                     .unwrap_or(cookie_defaults.http_only),
@@ -560,8 +589,14 @@ impl Options {
                 },
             }),
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings { cert, key }),
+            (None, None) => None,
+            _ => return Err("tlsCert and tlsKey go together".into()),
+        };
         Ok(Settings {
             backplane,
+            tls,
             bind: self.bind.unwrap_or_else(|| "127.0.0.1:8080".into()),
             path: path.trim_end_matches('/').to_owned(),
             workers: self.workers,
@@ -677,6 +712,40 @@ mod tests {
         assert_eq!(settings.sweep_period, Duration::from_millis(997));
         assert_eq!(settings.transport.duplicate_meta_connect_code, 500);
         assert_eq!(settings.transport.cookie.name, "BAYEUX_BROWSER");
+        assert_eq!(settings.engine.max_sessions_per_browser, 1);
+        assert_eq!(settings.engine.http2_max_sessions_per_browser, -1);
+        assert!(settings.tls.is_none() && !settings.transport.cookie.secure);
+    }
+
+    #[test]
+    fn tls_options() {
+        let settings =
+            Options::parse_from(["bayeuxd", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+                .resolve()
+                .expect("valid");
+        let tls = settings.tls.expect("tls");
+        assert_eq!((tls.cert, tls.key), ("c.pem".into(), "k.pem".into()));
+        assert!(
+            settings.transport.cookie.secure,
+            "Secure by default over TLS"
+        );
+        let settings = Options::parse_from([
+            "bayeuxd",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--browser-cookie-secure",
+            "false",
+            "--http2-max-sessions-per-browser",
+            "4",
+        ])
+        .resolve()
+        .expect("valid");
+        assert!(!settings.transport.cookie.secure);
+        assert_eq!(settings.engine.http2_max_sessions_per_browser, 4);
+        let alone = Options::parse_from(["bayeuxd", "--tls-cert", "c.pem"]).resolve();
+        assert_eq!(alone.unwrap_err(), "tlsCert and tlsKey go together");
     }
 
     #[test]
