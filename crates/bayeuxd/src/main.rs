@@ -9,6 +9,7 @@
 //! # Layout
 //! - `options`: flags and the config file, with CometD's names and defaults.
 //! - `tls`: the certificate and key of `--tls-cert` / `--tls-key`.
+//! - `listener`: the plaintext listener, HTTP/1.1 only.
 //! - `main`: logging, the HTTP server, signals.
 
 use std::io::{IsTerminal, Write};
@@ -23,6 +24,7 @@ use bayeux_server::{
 };
 use clap::Parser;
 
+mod listener;
 mod options;
 mod tls;
 
@@ -111,7 +113,7 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     // The admin API: off without a token; on its own listener when `adminBind` is set.
     let admin = settings.admin.clone();
     let admin_here = admin.token.clone().filter(|_| admin.bind.is_none());
-    let http = HttpServer::new(move || {
+    let app = move || {
         let mut app = App::new()
             .service(endpoint.clone().scope(&mount))
             .configure(bayeux_actix::probes(probed.clone()))
@@ -123,22 +125,42 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
             Some(dir) => app.service(actix_files::Files::new("/", dir).index_file("index.html")),
             None => app.route("/", web::get().to(index)),
         }
-    })
-    .disable_signals()
-    .shutdown_timeout(5)
-    // A held connect whose client left is noticed, and its messages kept for the next one.
-    .on_connect(bayeux_actix::watch_connections)
-    // Deliveries are small writes that must leave at once: no Nagle delay.
-    .tcp_nodelay(true);
-    let http = match settings.workers {
-        Some(workers) => http.workers(workers),
-        None => http,
     };
-    let (http, scheme) = match tls {
-        Some(config) => (http.bind_rustls_0_23(&settings.bind, config)?, "https"),
-        None => (http.bind(&settings.bind)?, "http"),
+    // A held connect whose client left is noticed, and its messages kept for the next one
+    // (`watch_connections`, on plaintext connections).
+    let (running, addrs, scheme) = match tls {
+        Some(config) => {
+            let http = HttpServer::new(app)
+                .disable_signals()
+                .shutdown_timeout(5)
+                .on_connect(bayeux_actix::watch_connections)
+                // Deliveries are small writes that must leave at once: no Nagle delay.
+                .tcp_nodelay(true);
+            let http = match settings.workers {
+                Some(workers) => http.workers(workers),
+                None => http,
+            };
+            let http = http.bind_rustls_0_23(&settings.bind, config)?;
+            let addrs = http.addrs();
+            (http.run(), addrs, "https")
+        }
+        None => {
+            let mut builder = actix_server::Server::build()
+                .disable_signals()
+                .shutdown_timeout(5);
+            if let Some(workers) = settings.workers {
+                builder = builder.workers(workers);
+            }
+            let (builder, addrs) = listener::serve_http1(
+                builder,
+                &settings.bind,
+                app,
+                bayeux_actix::watch_connections,
+            )?;
+            (builder.run(), addrs, "http")
+        }
     };
-    for addr in http.addrs() {
+    for addr in addrs {
         // Tests and scripts read this line to learn the port.
         println!("bayeuxd listening on {scheme}://{addr}{path}");
     }
@@ -166,7 +188,6 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
         actix_web::rt::spawn(admin_server);
     }
 
-    let running = http.run();
     let handle = running.handle();
     let drain = settings.drain;
     let shutdown_grace = settings.shutdown_grace;
