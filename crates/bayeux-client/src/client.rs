@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bayeux_message::{encode_batch, ChannelKind, ChannelName, Message};
+use rustls::pki_types::CertificateDer;
 use serde_json::{json, Map, Value};
 use tokio::sync::{oneshot, watch};
 
@@ -21,6 +22,7 @@ use crate::cookie::CookieJar;
 use crate::error::{check_reply, is_successful, Error};
 use crate::extension::{AckExtension, Extension};
 use crate::subscription::{Registry, Subscription};
+use crate::transport::connector::{self, Connector};
 use crate::transport::long_polling::LongPolling;
 use crate::transport::websocket::{self, WsConnection};
 use crate::transport::{Endpoint, TransportError, TransportKind};
@@ -59,17 +61,21 @@ pub(crate) struct Config {
     pub handshake_ext: Map<String, Value>,
 }
 
-/// Builds a [`Client`]: transports, extensions, timeouts.
+/// Builds a [`Client`]: transports, extensions, timeouts, TLS.
 pub struct ClientBuilder {
     url: String,
     config: Config,
     ack: bool,
     extensions: Vec<Arc<dyn Extension>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    extra_roots: Vec<CertificateDer<'static>>,
+    /// The first certificate given to `add_root_certificate` that could not be used.
+    bad_root: Option<String>,
 }
 
 impl ClientBuilder {
-    /// A builder for the server at `url` (e.g. `http://127.0.0.1:8080/cometd`); the websocket
-    /// URL is the same with the `ws` scheme.
+    /// A builder for the server at `url` (e.g. `http://127.0.0.1:8080/cometd`, or `https://`
+    /// for TLS); the websocket URL is the same with the `ws` (or `wss`) scheme.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -81,6 +87,9 @@ impl ClientBuilder {
             },
             ack: true,
             extensions: Vec::new(),
+            tls: None,
+            extra_roots: Vec::new(),
+            bad_root: None,
         }
     }
 
@@ -132,6 +141,51 @@ impl ClientBuilder {
         self
     }
 
+    /// The TLS configuration for `https://` and `wss://` URLs: its root certificates, client
+    /// certificate, cryptography provider and protocol versions are used as they are; only
+    /// its ALPN list is replaced by `http/1.1`, the one protocol the client speaks.
+    ///
+    /// [default: rustls with aws-lc-rs's cryptography, TLS 1.2 and 1.3, Mozilla's root certificates
+    /// (`webpki-roots`) and those of [`ClientBuilder::add_root_certificate`], no client
+    /// certificate]
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use bayeux_client::rustls;
+    ///
+    /// # async fn f(my_ca: rustls::pki_types::CertificateDer<'static>) -> Result<(), bayeux_client::Error> {
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(my_ca).expect("a CA certificate");
+    /// // The process's default provider; `builder_with_provider` names one.
+    /// let config = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let client = bayeux_client::Client::builder("https://bayeux.example:8443/cometd")
+    ///     .tls_config(Arc::new(config))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Trusts `certificate` too (PEM, possibly several `CERTIFICATE` blocks, or DER), besides
+    /// Mozilla's roots: for a server whose certificate is self-signed or issued by a private
+    /// CA. A certificate that cannot be read makes [`ClientBuilder::build`] fail; so does
+    /// combining this with [`ClientBuilder::tls_config`] (add the roots to that configuration
+    /// instead).
+    pub fn add_root_certificate(mut self, certificate: impl AsRef<[u8]>) -> Self {
+        match connector::parse_certificates(certificate.as_ref()) {
+            Ok(certificates) => self.extra_roots.extend(certificates),
+            Err(why) => {
+                self.bad_root.get_or_insert(why);
+            }
+        }
+        self
+    }
+
     /// Starts the client: it handshakes and keeps its session in the background, retrying
     /// with backoff while the server is unreachable. Requests wait (up to the network delay)
     /// for the session.
@@ -140,6 +194,19 @@ impl ClientBuilder {
     /// Outside a Tokio runtime.
     pub fn build(self) -> Result<Client, Error> {
         let endpoint = Endpoint::parse(&self.url).map_err(Error::HandshakeFailed)?;
+        if let Some(why) = self.bad_root {
+            return Err(Error::HandshakeFailed(format!(
+                "add_root_certificate: {why}"
+            )));
+        }
+        if self.tls.is_some() && !self.extra_roots.is_empty() {
+            return Err(Error::HandshakeFailed(
+                "add_root_certificate and tls_config exclude each other: add the roots to the \
+                 rustls configuration"
+                    .into(),
+            ));
+        }
+        let connector = Connector::new(self.tls, &self.extra_roots);
         if self.config.transports.is_empty() {
             return Err(Error::HandshakeFailed("no transport allowed".into()));
         }
@@ -156,7 +223,12 @@ impl ClientBuilder {
             last_error: None,
         });
         let inner = Arc::new(Inner {
-            long_polling: LongPolling::new(endpoint.http.clone(), cookies.clone()),
+            long_polling: LongPolling::new(
+                endpoint.http.clone(),
+                cookies.clone(),
+                connector.clone(),
+            ),
+            connector,
             state: Mutex::new(State {
                 client_id: None,
                 transport: self.config.transports[0],
@@ -444,6 +516,8 @@ pub(crate) struct Inner {
     pub config: Config,
     endpoint: Endpoint,
     cookies: Arc<CookieJar>,
+    /// Opens websockets (long-polling has its own clone).
+    connector: Connector,
     long_polling: LongPolling,
     socket: tokio::sync::Mutex<Option<Arc<WsConnection>>>,
     state: Mutex<State>,
@@ -620,6 +694,7 @@ impl Inner {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
         let (socket, reader) = websocket::open(
             &self.endpoint.ws,
+            &self.connector,
             &self.cookies,
             self.config.max_network_delay,
             generation,

@@ -20,6 +20,13 @@
 //! - Keeps the session: the `/meta/connect` loop obeys the server's advice (`reconnect`,
 //!   `interval`, `timeout`), backs off on failures, handshakes again when told to (or when the
 //!   session must have expired) and then subscribes again to everything it was subscribed to.
+//! - TLS: `https://` URLs, and `wss://` for the websocket, through rustls with aws-lc-rs's
+//!   cryptography. The server's certificate is checked against Mozilla's root certificates
+//!   (`webpki-roots`) and its name against the URL's host (a DNS name or an IP address);
+//!   [`ClientBuilder::add_root_certificate`] trusts one more (a private CA, a self-signed
+//!   certificate) and [`ClientBuilder::tls_config`] replaces the whole configuration (roots,
+//!   client certificates). ALPN offers `http/1.1` only. A failed TLS handshake is
+//!   [`TransportError::Tls`], retried with backoff like any connection failure.
 //! - Keeps the server's cookies (`BAYEUX_BROWSER`) and sends them on every request and on the
 //!   websocket upgrade.
 //! - [`Subscription`]s are [`Stream`](futures_util::Stream)s of messages; patterns (`/a/*`,
@@ -40,7 +47,7 @@
 //! client: servers and proxies answer with chunked bodies, keep-alive and closed connections in
 //! all their variants, and the held `/meta/connect` needs a second connection for everything
 //! else; the pool gets all of that right. Websockets use tokio-tungstenite over the same
-//! connector, so TLS will be added in one place (`transport/connector.rs`).
+//! connector, so TLS is added in one place (`transport/connector.rs`, with tokio-rustls).
 
 mod advice;
 mod batch;
@@ -61,3 +68,6 @@ pub use error::Error;
 pub use extension::{AckExtension, Extension};
 pub use subscription::Subscription;
 pub use transport::{TransportError, TransportKind};
+
+/// The rustls version used for TLS, for building a [`ClientBuilder::tls_config`].
+pub use rustls;

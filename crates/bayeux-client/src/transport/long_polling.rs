@@ -17,7 +17,7 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::connector::HttpConnector;
+use super::connector::{self, Connector, HttpConnector};
 use super::TransportError;
 use crate::cookie::CookieJar;
 
@@ -30,9 +30,9 @@ pub(crate) struct LongPolling {
 }
 
 impl LongPolling {
-    /// A transport POSTing to `uri`.
-    pub fn new(uri: Uri, cookies: Arc<CookieJar>) -> Self {
-        let http = Client::builder(TokioExecutor::new()).build(HttpConnector);
+    /// A transport POSTing to `uri`, connecting through `connector`.
+    pub fn new(uri: Uri, cookies: Arc<CookieJar>, connector: Connector) -> Self {
+        let http = Client::builder(TokioExecutor::new()).build(HttpConnector(connector));
         Self {
             http,
             uri,
@@ -74,6 +74,9 @@ impl LongPolling {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| TransportError::Protocol(e.to_string()))?;
         let response = self.http.request(request).await.map_err(|e| {
+            if let Some(why) = connector::tls_failure(&e) {
+                return TransportError::Tls(why);
+            }
             let detail = match std::error::Error::source(&e) {
                 Some(source) => format!("{e}: {source}"),
                 None => e.to_string(),

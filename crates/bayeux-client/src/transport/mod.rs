@@ -2,7 +2,7 @@
 //!
 //! - [`long_polling`]: each batch is an HTTP POST of a JSON array, answered by a JSON array.
 //! - [`websocket`]: one socket for everything, each batch a text frame.
-//! - [`connector`]: opening the byte stream under both (the one place where TLS will go).
+//! - [`connector`]: opening the byte stream under both, plain or TLS.
 
 use std::fmt;
 
@@ -53,6 +53,10 @@ impl fmt::Display for TransportKind {
 pub enum TransportError {
     /// The server could not be reached (connection refused, DNS failure, ...).
     Connect(String),
+    /// The TLS handshake failed (`https://`, `wss://`): the server's certificate is not
+    /// trusted or not for this host, or client and server have no protocol in common. Retried
+    /// with backoff like any connection failure.
+    Tls(String),
     /// The server was reached but did not accept the websocket upgrade: it does not offer
     /// websockets, so the client falls back to long-polling.
     WebSocketRefused(String),
@@ -72,6 +76,7 @@ impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(e) => write!(f, "cannot connect: {e}"),
+            Self::Tls(e) => write!(f, "cannot connect: {e}"),
             Self::WebSocketRefused(e) => write!(f, "websocket upgrade refused: {e}"),
             Self::Status(code) => write!(f, "HTTP status {code}"),
             Self::Io(e) => write!(f, "connection failed: {e}"),
@@ -134,6 +139,11 @@ mod tests {
         assert_eq!(e.ws, "ws://127.0.0.1:8080/cometd");
         let e = Endpoint::parse("https://example.com/a/cometd?x=1").expect("valid");
         assert_eq!(e.ws, "wss://example.com/a/cometd?x=1");
+        let e = Endpoint::parse("wss://[::1]:8443/cometd").expect("valid");
+        assert_eq!(e.http.to_string(), "https://[::1]:8443/cometd");
+        assert_eq!(e.ws, "wss://[::1]:8443/cometd");
+        let e = Endpoint::parse("https://127.0.0.1/cometd").expect("valid");
+        assert_eq!(e.ws, "wss://127.0.0.1/cometd");
         let e = Endpoint::parse("ws://h:1").expect("valid");
         assert_eq!(e.http.to_string(), "http://h:1/");
         assert!(Endpoint::parse("ftp://h/x").is_err());

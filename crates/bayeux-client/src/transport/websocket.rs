@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::http::header::{HeaderValue, COOKIE, SET_COOK
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::WebSocketStream;
 
-use super::connector::{self, Stream};
+use super::connector::{self, Connector, Stream};
 use super::TransportError;
 use crate::cookie::CookieJar;
 
@@ -35,11 +35,13 @@ pub(crate) struct WsConnection {
 
 /// Opens a websocket to `url`, sending the jar's cookies with the upgrade request.
 ///
-/// A server that cannot be reached gives [`TransportError::Connect`]; one that is reached but
-/// does not upgrade (an HTTP error, or the socket closed) gives
-/// [`TransportError::WebSocketRefused`], the signal to fall back to long-polling.
+/// A server that cannot be reached gives [`TransportError::Connect`] (or
+/// [`TransportError::Tls`] when the TLS handshake fails); one that is reached but does not
+/// upgrade (an HTTP error, or the socket closed) gives [`TransportError::WebSocketRefused`], the
+/// signal to fall back to long-polling.
 pub(crate) async fn open(
     url: &str,
+    connector: &Connector,
     cookies: &CookieJar,
     timeout: Duration,
     generation: u64,
@@ -54,10 +56,13 @@ pub(crate) async fn open(
     }
     let (host, port, secure) =
         connector::target(request.uri()).map_err(|e| TransportError::Connect(e.to_string()))?;
-    let stream = tokio::time::timeout(timeout, connector::connect(&host, port, secure))
+    let stream = tokio::time::timeout(timeout, connector.connect(&host, port, secure))
         .await
         .map_err(|_| TransportError::Connect("timed out".into()))?
-        .map_err(|e| TransportError::Connect(e.to_string()))?;
+        .map_err(|e| match connector::tls_failure(&e) {
+            Some(why) => TransportError::Tls(why),
+            None => TransportError::Connect(e.to_string()),
+        })?;
     let (socket, response) =
         tokio::time::timeout(timeout, tokio_tungstenite::client_async(request, stream))
             .await
