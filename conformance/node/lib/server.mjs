@@ -54,7 +54,8 @@ function toFlags(options) {
   const flags = [];
   for (const [name, value] of Object.entries(options)) {
     if (value === undefined || value === null) continue;
-    flags.push(`--${name}`, String(value));
+    // An array is a repeated flag (--history A --history B).
+    for (const one of Array.isArray(value) ? value : [value]) flags.push(`--${name}`, String(one));
   }
   return flags;
 }

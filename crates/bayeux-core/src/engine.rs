@@ -23,6 +23,7 @@ use dashmap::DashMap;
 use crate::channels::{ChannelListener, ChannelOptions, Channels};
 use crate::config::{EngineConfig, TransportKind};
 use crate::extension::Extension;
+use crate::history::{History, Retention};
 use crate::hold::Hold;
 use crate::ids::{BrowserId, IdSource};
 use crate::listener::SessionListener;
@@ -152,6 +153,8 @@ pub struct Engine {
     pub(crate) log_mode: LogMode,
     /// The log position of the last entry applied ([`LogMode::Shared`]).
     pub(crate) applied: AtomicU64,
+    /// Channel history for replay (`ext.replay`).
+    pub(crate) history: History,
 }
 
 /// One message's effect, before outgoing extensions and encoding.
@@ -188,6 +191,48 @@ impl Engine {
             next_connection: AtomicU64::new(1),
             log_mode: LogMode::Inline,
             applied: AtomicU64::new(0),
+            history: History::default(),
+        }
+    }
+
+    /// Keeps history on a channel or on every channel a pattern (`/chat/**`) matches, for
+    /// clients that ask to replay it (`ext.replay` on `/meta/subscribe`). The most specific
+    /// rule applies. Set rules before the first publish.
+    pub fn configure_history(&self, channel: &ChannelName, retention: Retention) {
+        self.history.configure(channel, retention);
+    }
+
+    /// Whether any channel keeps history.
+    pub fn history_enabled(&self) -> bool {
+        self.history.is_enabled()
+    }
+
+    /// The history kept on a concrete channel, if any.
+    pub fn history_retention(&self, channel: &ChannelName) -> Option<Retention> {
+        self.history.retention(channel)
+    }
+
+    /// Where this engine's history begins: ids up to `floor` are unknown to it and refused;
+    /// on one node, replay ids count on from `floor + 1` (the driver passes the wall clock in
+    /// microseconds, so ids keep growing across restarts). In a cluster the ids are log
+    /// positions and `floor` is the position before the first one this node holds. Forgets
+    /// any history kept.
+    pub fn start_replay_ids_at(&self, floor: u64) {
+        self.history.start_at(floor);
+    }
+
+    /// Records a publish read from the shared log at `position` in its channel's history,
+    /// without delivering it: how a node starting up fills its history with what was
+    /// published before it ran. `at` is when it was appended. Call in log order, before
+    /// reading the log for delivery.
+    pub fn remember_history(&self, at: Instant, position: u64, entry: &crate::log::Entry) {
+        if let crate::log::Entry::Publish {
+            channel, message, ..
+        } = entry
+        {
+            if let Some(history) = self.history.channel(channel) {
+                crate::history::lock(&history).record(position, at, message);
+            }
         }
     }
 

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::ack::AckQueue;
 use crate::engine::Engine;
+use crate::history;
 use crate::ids::BrowserId;
 use crate::listener::RemovalReason;
 use crate::log::Entry;
@@ -222,17 +223,15 @@ impl Engine {
                     })
                 };
                 if subscribed {
+                    let message = match self.history.channel(channel) {
+                        Some(kept) => history::lock(&kept).stamped(position, message),
+                        None => message.clone(),
+                    };
                     let flush_by = self
                         .channels
                         .lazy_timeout(channel, self.config.max_lazy_timeout)
                         .map(|wait| now + wait);
-                    session.enqueue(
-                        message.clone(),
-                        position,
-                        &self.config,
-                        &self.stats,
-                        flush_by,
-                    );
+                    session.enqueue(message, position, &self.config, &self.stats, flush_by);
                 }
             }
             Entry::Deliver { to, message } if to == session.client_id() => {
@@ -241,8 +240,10 @@ impl Engine {
             Entry::Subscribe {
                 session: cid,
                 channels,
+                replay,
             } if cid == session.client_id() => {
-                self.add_subscriptions(session, channels, position);
+                // The history holds newer messages too: those reach it from the log.
+                self.subscribe_replaying(now, session, channels, replay, position, position);
             }
             Entry::Unsubscribe {
                 session: cid,

@@ -25,6 +25,7 @@
 //! - [`lifecycle`]: local sessions, expiry sweeps, removal, shutdown and drain.
 //! - [`log`]: entries and effects: where changes to shared state go, one node or a cluster.
 //! - [`handover`]: session records, taking a session over from another node, releasing one.
+//! - [`history`]: channel history and replay ids (`ext.replay`).
 //! - [`session`]: one session's queue, subscriptions, held connect and expiry.
 //! - [`subscriptions`]: the index from subscription names to sessions.
 //! - [`extension`]: hooks on every message in and out; [`ack`]: acknowledged delivery.
@@ -40,6 +41,7 @@ pub mod config;
 pub mod engine;
 pub mod extension;
 pub mod handover;
+pub mod history;
 pub mod hold;
 pub mod ids;
 pub mod lifecycle;
@@ -60,6 +62,7 @@ pub use config::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
 pub use engine::{Engine, Outcome, RequestContext, RequestError};
 pub use extension::Extension;
 pub use handover::{Release, SessionInUse, SessionRecord};
+pub use history::{ReplayFrom, ReplayIdShape, Retention};
 pub use hold::{Hold, HoldEnd, Pusher};
 pub use ids::{BrowserId, IdSource, SequentialIds};
 pub use lifecycle::Sweep;

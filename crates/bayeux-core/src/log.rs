@@ -17,6 +17,7 @@ use std::time::Instant;
 use bayeux_message::{ChannelName, ClientId, EncodedMessage, Message, Refusal};
 
 use crate::engine::Engine;
+use crate::history::{self, ReplayFrom};
 use crate::listener::RemovalReason;
 use crate::session::Session;
 
@@ -63,6 +64,8 @@ pub enum Entry {
         session: ClientId,
         /// What it subscribed to (broadcast channels and patterns only).
         channels: Vec<ChannelName>,
+        /// The history to send it as it subscribes, per channel (`ext.replay`).
+        replay: Vec<(ChannelName, ReplayFrom)>,
     },
     /// A session unsubscribed from channels or patterns.
     Unsubscribe {
@@ -217,7 +220,20 @@ impl Engine {
                 channel,
                 message,
                 skip,
-            } => self.broadcast(now, channel, message, skip.as_ref(), position),
+            } => match self.history.channel(channel) {
+                None => self.broadcast(now, channel, message, skip.as_ref(), position),
+                Some(kept) => {
+                    // Held while the message is queued: a replaying subscriber gets it either
+                    // from the history or from the broadcast, never both, never neither.
+                    let mut kept = history::lock(&kept);
+                    let id = match self.log_mode {
+                        LogMode::Inline => self.history.next_id(),
+                        LogMode::Shared => position,
+                    };
+                    let stamped = kept.record(id, now, message);
+                    self.broadcast(now, channel, &stamped, skip.as_ref(), position)
+                }
+            },
             Entry::Deliver { to, message } => match self.session(to.as_str()) {
                 Some(session) => {
                     crate::stats::EngineStats::count(&self.stats.deliveries);
@@ -227,9 +243,13 @@ impl Engine {
                 }
                 None => (0, Vec::new()),
             },
-            Entry::Subscribe { session, channels } => {
+            Entry::Subscribe {
+                session,
+                channels,
+                replay,
+            } => {
                 if let Some(session) = self.session(session.as_str()) {
-                    self.add_subscriptions(&session, channels, position);
+                    self.subscribe_replaying(now, &session, channels, replay, position, u64::MAX);
                 }
                 (0, Vec::new())
             }
@@ -293,6 +313,51 @@ impl Engine {
         }
         if !added.is_empty() {
             st.dirty = true;
+        }
+        added
+    }
+
+    /// Records subscriptions as [`Engine::add_subscriptions`] does, and queues for the session
+    /// the history that `replay` asks of the new ones, with ids up to `through`: each channel
+    /// under its history's lock, so that no publish slips between the replayed messages and
+    /// the subscription. Returns the subscriptions that are new.
+    pub(crate) fn subscribe_replaying(
+        &self,
+        now: Instant,
+        session: &Arc<Session>,
+        channels: &[ChannelName],
+        replay: &[(ChannelName, ReplayFrom)],
+        position: u64,
+        through: u64,
+    ) -> Vec<ChannelName> {
+        if replay.is_empty() {
+            return self.add_subscriptions(session, channels, position);
+        }
+        let (replayed, plain): (Vec<ChannelName>, Vec<ChannelName>) = channels
+            .iter()
+            .cloned()
+            .partition(|name| replay.iter().any(|(asked, _)| asked == name));
+        let mut added = self.add_subscriptions(session, &plain, position);
+        for name in replayed {
+            let from = replay
+                .iter()
+                .find(|(asked, _)| *asked == name)
+                .map(|(_, from)| *from)
+                .expect("partitioned by it");
+            let Some(kept) = self.history.channel(&name) else {
+                added.extend(self.add_subscriptions(session, &[name], position));
+                continue;
+            };
+            let mut kept = history::lock(&kept);
+            let fresh = self.add_subscriptions(session, std::slice::from_ref(&name), position);
+            if fresh.is_empty() {
+                continue;
+            }
+            // Checked when the request came; what was dropped since cannot be sent.
+            for message in kept.after(now, from, through) {
+                session.enqueue(message, position, &self.config, &self.stats, None);
+            }
+            added.extend(fresh);
         }
         added
     }

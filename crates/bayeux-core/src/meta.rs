@@ -1,5 +1,6 @@
 //! The five meta channels: handshake, connect, disconnect, subscribe, unsubscribe.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,10 +8,11 @@ use std::time::{Duration, Instant};
 use bayeux_message::{
     Advice, ChannelKind, ChannelName, Message, Reconnect, Refusal, Reply, BAYEUX_VERSION,
 };
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::config::{millis, TransportKind};
 use crate::engine::{Engine, RequestContext, Step};
+use crate::history::{self, ReplayFrom};
 use crate::hold::Hold;
 use crate::listener::RemovalReason;
 use crate::log::{Action, Entry, Followup, LogMode, Pending};
@@ -86,6 +88,12 @@ impl Engine {
                     .collect(),
             ),
             advice: Some(self.full_advice(self.config.interval)),
+            // Said whether or not the client asked: Salesforce's replay extension waits for
+            // it before sending replay ids, and asks nothing itself.
+            ext: self
+                .history
+                .is_enabled()
+                .then(|| Map::from_iter([("replay".to_owned(), Value::Bool(true))])),
             ..Reply::success(msg)
         };
         Step::Handshaken(session, reply)
@@ -324,8 +332,19 @@ impl Engine {
             }
             fresh
         };
+        let replay = match self.replay_requests(now, msg, &fresh) {
+            Ok(replay) => replay,
+            Err(refusal) => return refusal.reply_to(msg),
+        };
         if self.applies_here(&session) {
-            let added = self.add_subscriptions(&session, &fresh, self.applied_position());
+            let added = self.subscribe_replaying(
+                now,
+                &session,
+                &fresh,
+                &replay,
+                self.applied_position(),
+                u64::MAX,
+            );
             for name in &added {
                 for listener in &self.listeners {
                     listener.subscribed(session.client_id(), name);
@@ -336,6 +355,7 @@ impl Engine {
                 action: Action::Append(Entry::Subscribe {
                     session: session.client_id().clone(),
                     channels: broadcast,
+                    replay,
                 }),
                 followup: Followup::Subscribed(session.client_id().clone(), fresh),
             });
@@ -387,6 +407,41 @@ impl Engine {
             });
         }
         subscription_reply(msg)
+    }
+
+    /// What `ext.replay` asks of the channels `fresh` subscribes to (`-1` and channels not
+    /// subscribed here are left out); refused when something asked cannot be served.
+    fn replay_requests(
+        &self,
+        now: Instant,
+        msg: &Message,
+        fresh: &[ChannelName],
+    ) -> Result<Vec<(ChannelName, ReplayFrom)>, Refusal> {
+        let Some(Value::Object(asked)) = msg.ext().and_then(|ext| ext.get("replay")) else {
+            return Ok(Vec::new());
+        };
+        let mut replay = Vec::new();
+        for name in fresh {
+            let Some(value) = asked.get(name.as_str()) else {
+                continue;
+            };
+            let Some(from) = ReplayFrom::parse(value)? else {
+                continue;
+            };
+            if name.is_wildcard() {
+                return Err(Refusal::Denied(Cow::Borrowed(
+                    "400::replay_not_supported_on_patterns",
+                )));
+            }
+            match self.history.channel(name) {
+                Some(history) => history::lock(&history).check(now, from)?,
+                // Nothing is kept on this channel: "everything retained" is nothing.
+                None if from == ReplayFrom::Retained => continue,
+                None => return Err(Refusal::ReplayIdInvalid(value.to_string())),
+            }
+            replay.push((name.clone(), from));
+        }
+        Ok(replay)
     }
 
     /// Whether a session's subscriptions change at once, here: on one node, and for local

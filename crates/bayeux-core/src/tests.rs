@@ -1842,3 +1842,192 @@ fn draining_hands_over_the_queue_to_a_late_connect_too() {
     assert_eq!(replies[3]["error"], json!("503::draining"));
     assert!(h.engine.session(&cid).is_none());
 }
+
+// ---- Channel history and replay (`ext.replay`) ----
+
+fn with_history(rules: &[(&str, crate::Retention)]) -> Harness {
+    let h = Harness::new();
+    for (pattern, retention) in rules {
+        h.engine.configure_history(
+            &bayeux_message::ChannelName::parse(pattern).unwrap(),
+            *retention,
+        );
+    }
+    h.engine.start_replay_ids_at(1000);
+    h
+}
+
+impl Harness {
+    fn subscribe_replaying(&mut self, cid: &str, channel: &str, from: Value) -> Vec<Value> {
+        self.request(
+            cid,
+            vec![
+                json!({"channel": "/meta/subscribe", "subscription": channel,
+                        "ext": {"replay": {channel: from}}}),
+            ],
+        )
+    }
+
+    /// Subscribes with `ext.replay`; returns the deliveries that came with the reply (the
+    /// replayed messages ride on it) and the reply.
+    fn replay(&mut self, cid: &str, channel: &str, from: Value) -> (Vec<Value>, Value) {
+        let mut replies = self.subscribe_replaying(cid, channel, from);
+        let reply = replies.pop().expect("reply");
+        (replies, reply)
+    }
+
+    /// What an immediate connect hands the session.
+    fn drain(&mut self, cid: &str) -> Vec<Value> {
+        let (mut replies, hold) = self.connect(cid, Some(json!({"timeout": 0})));
+        assert!(hold.is_none());
+        replies.pop();
+        replies
+    }
+}
+
+fn replay_ids(deliveries: &[Value]) -> Vec<u64> {
+    deliveries
+        .iter()
+        .map(|d| d["ext"]["replayId"].as_u64().expect("replay id"))
+        .collect()
+}
+
+#[test]
+fn history_channels_number_their_messages_and_the_handshake_says_replay() {
+    let mut h = with_history(&[("/chat/**", crate::Retention::count(10))]);
+    let (replies, _) = h.send(
+        "b",
+        vec![json!({"channel": "/meta/handshake", "id": "1", "version": "1.0"})],
+    );
+    assert_eq!(replies[0]["ext"], json!({"replay": true}));
+    let a = h.client();
+    let p = h.client();
+    h.subscribe(&a, "/chat/room");
+    h.subscribe(&a, "/news");
+    h.publish(&p, "/chat/room", json!("one"));
+    h.publish(&p, "/news", json!("plain"));
+    h.publish(&p, "/chat/room", json!({"text": "two"}));
+    let got = h.drain(&a);
+    assert_eq!(
+        got,
+        [
+            json!({"channel": "/chat/room", "data": "one", "ext": {"replayId": 1001}}),
+            json!({"channel": "/news", "data": "plain"}),
+            json!({"channel": "/chat/room", "data": {"text": "two"}, "ext": {"replayId": 1002}}),
+        ]
+    );
+}
+
+#[test]
+fn no_history_means_no_replay_in_the_handshake() {
+    let mut h = Harness::new();
+    let (replies, _) = h.send(
+        "b",
+        vec![json!({"channel": "/meta/handshake", "id": "1", "version": "1.0"})],
+    );
+    assert_eq!(replies[0].get("ext"), None);
+}
+
+#[test]
+fn a_subscriber_replays_what_it_asks_for_then_gets_new_messages_once() {
+    let mut h = with_history(&[("/chat/**", crate::Retention::count(3))]);
+    let publisher = h.client();
+    for n in 1..=5 {
+        h.publish(&publisher, "/chat/room", json!(n));
+    }
+    // Kept: 1003, 1004, 1005.
+    let all = h.client();
+    let (replayed, reply) = h.replay(&all, "/chat/room", json!(-2));
+    assert_eq!(reply["successful"], json!(true));
+    assert_eq!(replay_ids(&replayed), [1003, 1004, 1005]);
+    assert_eq!(replayed[0]["data"], json!(3));
+    h.publish(&publisher, "/chat/room", json!(6));
+    assert_eq!(replay_ids(&h.drain(&all)), [1006]);
+
+    let after = h.client();
+    let (replayed, _) = h.replay(&after, "/chat/room", json!(1004));
+    assert_eq!(replay_ids(&replayed), [1005, 1006]);
+
+    let fresh = h.client();
+    let (replayed, _) = h.replay(&fresh, "/chat/room", json!(-1));
+    assert_eq!(replayed, Vec::<Value>::new());
+
+    // The last id dropped is still a valid place to start from; one before it is not.
+    let edge = h.client();
+    let (replayed, _) = h.replay(&edge, "/chat/room", json!(1003));
+    assert_eq!(replay_ids(&replayed), [1004, 1005, 1006]);
+    let late = h.client();
+    let replies = h.subscribe_replaying(&late, "/chat/room", json!(1002));
+    assert_eq!(
+        replies.last().unwrap()["error"],
+        json!("400::The replayId {1002} you provided was invalid.  Please provide a valid ID, -2 to replay all events, or -1 to replay only new events.")
+    );
+    assert_eq!(replies.last().unwrap()["successful"], json!(false));
+    // Refused as a whole: not subscribed.
+    h.publish(&publisher, "/chat/room", json!(7));
+    assert_eq!(h.drain(&late), Vec::<Value>::new());
+}
+
+#[test]
+fn replay_refusals_name_the_problem() {
+    let mut h = with_history(&[("/chat/**", crate::Retention::count(3))]);
+    let a = h.client();
+    // Ids from before this history began (a restart) are unknown.
+    let replies = h.subscribe_replaying(&a, "/chat/x", json!(999));
+    assert_eq!(replies.last().unwrap()["successful"], json!(false));
+    // A channel that keeps nothing: an id cannot be served, "everything" is nothing.
+    let replies = h.subscribe_replaying(&a, "/news", json!(1000));
+    assert!(replies.last().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("400::The replayId {1000}"));
+    let replies = h.subscribe_replaying(&a, "/news", json!(-2));
+    assert_eq!(replies.last().unwrap()["successful"], json!(true));
+    let replies = h.subscribe_replaying(&a, "/chat/*", json!(-2));
+    assert_eq!(
+        replies.last().unwrap()["error"],
+        json!("400::replay_not_supported_on_patterns")
+    );
+    let replies = h.subscribe_replaying(&a, "/chat/y", json!("soon"));
+    assert!(replies.last().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("400::The replayId {\"soon\"}"));
+}
+
+#[test]
+fn age_retention_drops_old_messages() {
+    let mut h = with_history(&[(
+        "/chat/**",
+        crate::Retention::count(100).max_age(Duration::from_secs(60)),
+    )]);
+    let p = h.client();
+    h.publish(&p, "/chat/a", json!("old"));
+    h.advance(Duration::from_secs(45));
+    h.publish(&p, "/chat/a", json!("new"));
+    h.advance(Duration::from_secs(30));
+    let s = h.client();
+    let (got, _) = h.replay(&s, "/chat/a", json!(-2));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["data"], json!("new"));
+    let other = h.client();
+    let replies = h.subscribe_replaying(&other, "/chat/a", json!(1000));
+    assert_eq!(replies.last().unwrap()["successful"], json!(false));
+}
+
+#[test]
+fn the_event_shape_puts_the_id_where_salesforce_does() {
+    let mut h = with_history(&[(
+        "/topic/**",
+        crate::Retention::count(10).shape(crate::ReplayIdShape::Event),
+    )]);
+    let a = h.client();
+    let p = h.client();
+    h.subscribe(&a, "/topic/orders");
+    h.publish(&p, "/topic/orders", json!({"payload": {"n": 1}}));
+    assert_eq!(
+        h.drain(&a),
+        [json!({"channel": "/topic/orders",
+                "data": {"payload": {"n": 1}, "event": {"replayId": 1001}}})]
+    );
+}

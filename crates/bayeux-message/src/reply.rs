@@ -174,6 +174,10 @@ pub enum Refusal {
     SubscriptionMissing,
     /// `403::unsubscribe_failed`: unsubscribe from a meta channel.
     UnsubscribeFailed,
+    /// `400::The replayId {N} you provided was invalid...`: a subscribe asked to replay
+    /// history from an id whose successors were dropped, or from a value that is no id. The
+    /// text is Salesforce's, which replaying clients look for; it carries the value as sent.
+    ReplayIdInvalid(String),
 }
 
 impl Refusal {
@@ -187,6 +191,12 @@ impl Refusal {
             Self::CreateDenied => "403:denied_by_security_policy:create_denied",
             Self::DataMissing => "400::data_missing",
             Self::Denied(text) => return text.clone(),
+            Self::ReplayIdInvalid(value) => {
+                return Cow::Owned(format!(
+                    "400::The replayId {{{value}}} you provided was invalid.  Please provide a \
+                     valid ID, -2 to replay all events, or -1 to replay only new events."
+                ))
+            }
             Self::BackplaneUnavailable => "503::backplane_unavailable",
             Self::Draining | Self::DrainingRetry => "503::draining",
             Self::HandshakeDenied => "403::handshake_denied",

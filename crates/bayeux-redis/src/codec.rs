@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `p` | publish | `c` channel, `m` message, `s` publisher to skip (optional) |
 //! | `d` | deliver | `to` session, `m` message |
-//! | `s` / `u` | subscribe / unsubscribe | `cid` session, `c` JSON array of channels |
+//! | `s` / `u` | subscribe / unsubscribe | `cid` session, `c` JSON array of channels; for `s`, `rp` the history to replay, `{"/chan": -2 or id}` (optional) |
 //! | `r` | remove | `cid` session |
 //! | `mv` | move | `cid`, `e` epoch, `from` node |
 //! | `rl` | released | `cid`, `e` epoch, `rec` record as JSON (optional) |
@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use bayeux_core::{BrowserId, Entry, SessionRecord};
+use bayeux_core::{BrowserId, Entry, ReplayFrom, SessionRecord};
 use bayeux_message::{ChannelName, ClientId, EncodedMessage};
 use bayeux_server::backplane::{LogRecord, NodeId};
 use serde_json::{json, Map, Value};
@@ -44,11 +44,21 @@ pub(crate) fn record_fields(record: &LogRecord, at_ms: u64) -> Vec<(&'static str
             ("to", to.as_str().to_owned()),
             ("m", message.as_str().to_owned()),
         ],
-        LogRecord::Entry(Entry::Subscribe { session, channels }) => vec![
-            ("k", "s".to_owned()),
-            ("cid", session.as_str().to_owned()),
-            ("c", channels_json(channels)),
-        ],
+        LogRecord::Entry(Entry::Subscribe {
+            session,
+            channels,
+            replay,
+        }) => {
+            let mut f = vec![
+                ("k", "s".to_owned()),
+                ("cid", session.as_str().to_owned()),
+                ("c", channels_json(channels)),
+            ];
+            if !replay.is_empty() {
+                f.push(("rp", replay_json(replay)));
+            }
+            f
+        }
         LogRecord::Entry(Entry::Unsubscribe { session, channels }) => vec![
             ("k", "u".to_owned()),
             ("cid", session.as_str().to_owned()),
@@ -121,7 +131,15 @@ pub(crate) fn parse_record(fields: &HashMap<String, String>) -> Result<LogRecord
                 .collect::<Result<Vec<_>, _>>()?;
             let session = session()?;
             LogRecord::Entry(if kind == "s" {
-                Entry::Subscribe { session, channels }
+                let replay = match fields.get("rp") {
+                    Some(text) => parse_replay(text)?,
+                    None => Vec::new(),
+                };
+                Entry::Subscribe {
+                    session,
+                    channels,
+                    replay,
+                }
             } else {
                 Entry::Unsubscribe { session, channels }
             })
@@ -153,6 +171,37 @@ pub(crate) fn parse_record(fields: &HashMap<String, String>) -> Result<LogRecord
         other => return Err(format!("unknown record kind {other:?}")),
     };
     Ok(record)
+}
+
+/// A subscribe's replay requests as a JSON object: `-2` for everything retained, else the id
+/// to replay after.
+fn replay_json(replay: &[(ChannelName, ReplayFrom)]) -> String {
+    let map: Map<String, Value> = replay
+        .iter()
+        .map(|(channel, from)| {
+            let value = match from {
+                ReplayFrom::Retained => Value::from(-2),
+                ReplayFrom::After(id) => Value::from(*id),
+            };
+            (channel.as_str().to_owned(), value)
+        })
+        .collect();
+    Value::Object(map).to_string()
+}
+
+fn parse_replay(text: &str) -> Result<Vec<(ChannelName, ReplayFrom)>, String> {
+    let map: Map<String, Value> = serde_json::from_str(text).map_err(|e| format!("replay: {e}"))?;
+    map.iter()
+        .map(|(name, value)| {
+            let channel = ChannelName::parse(name).map_err(|e| format!("{name:?}: {e:?}"))?;
+            let from = match (value.as_i64(), value.as_u64()) {
+                (Some(-2), _) => ReplayFrom::Retained,
+                (_, Some(id)) => ReplayFrom::After(id),
+                _ => return Err(format!("replay of {name:?}: {value}")),
+            };
+            Ok((channel, from))
+        })
+        .collect()
 }
 
 fn channels_json(channels: &[ChannelName]) -> String {
@@ -241,6 +290,21 @@ mod tests {
         round_trip(LogRecord::Entry(Entry::Subscribe {
             session: ClientId::new("c3"),
             channels: vec![chat.clone(), ChannelName::parse("/a/b").unwrap()],
+            replay: Vec::new(),
+        }));
+        round_trip(LogRecord::Entry(Entry::Subscribe {
+            session: ClientId::new("c3"),
+            channels: vec![
+                ChannelName::parse("/a/b").unwrap(),
+                ChannelName::parse("/a/c").unwrap(),
+            ],
+            replay: vec![
+                (ChannelName::parse("/a/b").unwrap(), ReplayFrom::Retained),
+                (
+                    ChannelName::parse("/a/c").unwrap(),
+                    ReplayFrom::After(1 << 52),
+                ),
+            ],
         }));
         round_trip(LogRecord::Entry(Entry::Unsubscribe {
             session: ClientId::new("c3"),

@@ -39,9 +39,9 @@ pub use backplane::{Backplane, MemoryBackplane, NodeId};
 pub use bayeux_core::{
     AckExtension, AllowAll, Authorization, Authorizer, BrowserId, ChannelListener, ChannelOptions,
     EngineConfig, Entry, Extension, Hold, HoldEnd, HttpInfo, LogMode, MessageListener, Operation,
-    Outcome, PublishRate, Pusher, QueueFullPolicy, RemovalReason, RequestContext, RequestError,
-    SecurityPolicy, Service, ServiceReply, ServiceRequest, Session, SessionListener, SessionRecord,
-    TransportKind,
+    Outcome, PublishRate, Pusher, QueueFullPolicy, RemovalReason, ReplayIdShape, RequestContext,
+    RequestError, Retention, SecurityPolicy, Service, ServiceReply, ServiceRequest, Session,
+    SessionListener, SessionRecord, TransportKind,
 };
 pub use bayeux_message::{
     BinaryData, ChannelName, ClientId, EncodedMessage, Message, Refusal, Reply,

@@ -4,12 +4,12 @@
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bayeux_core::{
     Action, Authorizer, ChannelListener, ChannelOptions, Engine, EngineConfig, Entry, Extension,
     Hold, HoldEnd, IdSource, LogMode, MessageListener, Outcome, RemovalReason, RequestContext,
-    RequestError, SecurityPolicy, Service, ServiceReply, SessionListener,
+    RequestError, Retention, SecurityPolicy, Service, ServiceReply, SessionListener,
 };
 use bayeux_message::{ChannelName, ClientId, Message};
 use futures::future::Either;
@@ -607,6 +607,7 @@ pub struct ServerBuilder {
     extensions: Vec<Arc<dyn Extension>>,
     policy: Option<Arc<dyn SecurityPolicy>>,
     channel_listeners: Vec<Arc<dyn ChannelListener>>,
+    history: Vec<(ChannelName, Retention)>,
 }
 
 impl Default for ServerBuilder {
@@ -621,6 +622,7 @@ impl Default for ServerBuilder {
             extensions: Vec::new(),
             policy: None,
             channel_listeners: Vec::new(),
+            history: Vec::new(),
         }
     }
 }
@@ -681,6 +683,28 @@ impl ServerBuilder {
         self
     }
 
+    /// Keeps history on `channel`, or on every channel the pattern matches (`/chat/**`), for
+    /// clients that come back and ask for what they missed (`ext.replay` on `/meta/subscribe`,
+    /// Salesforce's shape; see docs/replay.md). The most specific rule applies; channels no
+    /// rule matches keep none.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use bayeux_server::{ChannelName, Retention, Server};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let server = Server::builder()
+    ///     .history(
+    ///         ChannelName::parse("/chat/**").unwrap(),
+    ///         Retention::count(1000).max_age(Duration::from_secs(3600)),
+    ///     )
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn history(mut self, channel: ChannelName, retention: Retention) -> Self {
+        self.history.push((channel, retention));
+        self
+    }
+
     /// Calls `f` with the id of every new session.
     pub fn on_session_added(self, f: impl Fn(&ClientId) + Send + Sync + 'static) -> Self {
         self.session_listener(OnAdded(f))
@@ -714,6 +738,9 @@ impl ServerBuilder {
             .channel_listeners
             .into_iter()
             .fold(engine, Engine::with_channel_listener);
+        for (channel, retention) in &self.history {
+            engine.configure_history(channel, *retention);
+        }
         let (cluster, outbox) = match self.backplane {
             Some(backplane) => {
                 let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
@@ -727,7 +754,16 @@ impl ServerBuilder {
                 engine = engine.with_log_mode(LogMode::Shared);
                 (Some(cluster), Some(rx))
             }
-            None => (None, None),
+            None => {
+                // Replay ids grow across restarts: an id from before one is older than any
+                // after it, so it is refused as unknown, not taken for a newer one. (The
+                // reader of a cluster starts its history from the log instead.)
+                let micros = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                engine.start_replay_ids_at(micros);
+                (None, None)
+            }
         };
         let inner = Arc::new_cyclic(|weak| Inner {
             engine,

@@ -65,6 +65,9 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
     let mut builder = Server::builder()
         .config(settings.engine)
         .sweep_period(settings.sweep_period);
+    for (channel, retention) in &settings.history {
+        builder = builder.history(channel.clone(), *retention);
+    }
     for extension in &settings.extensions {
         builder = match extension {
             BuiltinExtension::Ack => builder.extension(AckExtension),

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bayeux_server::{EngineConfig, PublishRate, QueueFullPolicy, TransportKind};
+use bayeux_server::{
+    ChannelName, EngineConfig, PublishRate, QueueFullPolicy, ReplayIdShape, TransportKind,
+};
 use bayeux_transport::{CallbackConfig, CookieConfig, TransportConfig, WebSocketConfig};
 use clap::Parser;
 use serde::Deserialize;
@@ -179,6 +181,13 @@ pub struct Options {
     #[arg(long, value_name = "MS")]
     pub checkpoint_period: Option<u64>,
 
+    /// Keep history on a channel or pattern for clients that replay it (`ext.replay`):
+    /// `PATTERN=COUNT[,AGE][,event]`, e.g. `/chat/**=1000,1h`; `event` puts replay ids in
+    /// `data.event.replayId` (Salesforce's shape) instead of `ext.replayId`. Repeatable; the
+    /// most specific pattern wins [default: none].
+    #[arg(long, value_name = "RULE")]
+    pub history: Option<Vec<String>>,
+
     /// Websocket options (`[ws]` table in the file).
     #[command(flatten)]
     #[serde(default)]
@@ -258,21 +267,53 @@ impl Retention {
                 Ok(Self::Count(count))
             };
         }
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number.parse().map_err(|_| bad())?;
-        let seconds = match unit {
-            "s" => number,
-            "m" => number * 60,
-            "h" => number * 3600,
-            "d" => number * 86_400,
-            _ => return Err(bad()),
-        };
-        if seconds == 0 {
-            return Err(bad());
-        }
-        Ok(Self::Age(Duration::from_secs(seconds)))
+        parse_age(text).map(Self::Age).ok_or_else(bad)
     }
+}
+
+/// An age: a positive number of seconds, minutes, hours or days (`90s`, `30m`, `1h`, `1d`).
+fn parse_age(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
+}
+
+/// A `--history` rule: `PATTERN=COUNT[,AGE][,ext|event]`.
+fn parse_history_rule(rule: &str) -> Result<(ChannelName, bayeux_server::Retention), String> {
+    let bad = |why: &str| {
+        format!("history rule {rule:?}: {why} (expected PATTERN=COUNT[,AGE][,event], e.g. /chat/**=1000,1h)")
+    };
+    let (pattern, spec) = rule.split_once('=').ok_or_else(|| bad("no '='"))?;
+    let channel =
+        ChannelName::parse(pattern.trim()).map_err(|_| bad("not a channel or pattern"))?;
+    if channel.as_str().starts_with("/meta/") || channel.as_str().starts_with("/service/") {
+        return Err(bad("only broadcast channels keep history"));
+    }
+    let mut parts = spec.split(',').map(str::trim);
+    let count: usize = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .filter(|c| *c > 0)
+        .ok_or_else(|| bad("the count must be a positive number"))?;
+    let mut retention = bayeux_server::Retention::count(count);
+    for part in parts {
+        if let Some(shape) = ReplayIdShape::from_name(part) {
+            retention = retention.shape(shape);
+        } else if let Some(age) = parse_age(part) {
+            retention = retention.max_age(age);
+        } else {
+            return Err(bad(&format!("{part:?} is neither an age nor a shape")));
+        }
+    }
+    Ok((channel, retention))
 }
 
 /// An extension `bayeuxd` can enable by name.
@@ -318,6 +359,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub admin: AdminSettings,
     pub backplane: Option<BackplaneSettings>,
+    /// Channel history rules (`--history`).
+    pub history: Vec<(ChannelName, bayeux_server::Retention)>,
     pub engine: EngineConfig,
     pub transport: TransportConfig,
 }
@@ -404,6 +447,7 @@ impl Options {
             backplane_prefix: self.backplane_prefix.or(base.backplane_prefix),
             node_name: self.node_name.or(base.node_name),
             checkpoint_period: self.checkpoint_period.or(base.checkpoint_period),
+            history: self.history.or(base.history),
             ws: WsOptions {
                 messages_per_frame: self.ws.messages_per_frame.or(base.ws.messages_per_frame),
                 idle_timeout: self.ws.idle_timeout.or(base.ws.idle_timeout),
@@ -594,8 +638,15 @@ impl Options {
             (None, None) => None,
             _ => return Err("tlsCert and tlsKey go together".into()),
         };
+        let history = self
+            .history
+            .unwrap_or_default()
+            .iter()
+            .map(|rule| parse_history_rule(rule))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Settings {
             backplane,
+            history,
             tls,
             bind: self.bind.unwrap_or_else(|| "127.0.0.1:8080".into()),
             path: path.trim_end_matches('/').to_owned(),
@@ -631,6 +682,58 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_rules_take_a_count_an_age_and_a_shape() {
+        let settings = Options::parse_from([
+            "bayeuxd",
+            "--history",
+            "/chat/**=1000,1h",
+            "--history",
+            "/topic/orders=50,event,90s",
+        ])
+        .load()
+        .expect("valid rules");
+        let rules: Vec<_> = settings
+            .history
+            .iter()
+            .map(|(c, r)| (c.as_str().to_owned(), r.max_count, r.max_age, r.shape))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                (
+                    "/chat/**".to_owned(),
+                    1000,
+                    Some(Duration::from_secs(3600)),
+                    ReplayIdShape::Ext
+                ),
+                (
+                    "/topic/orders".to_owned(),
+                    50,
+                    Some(Duration::from_secs(90)),
+                    ReplayIdShape::Event
+                ),
+            ]
+        );
+        let file: Options = toml::from_str("history = [\"/a=5\"]").expect("valid file");
+        let settings = Options::default().over(file).resolve().expect("valid");
+        assert_eq!(settings.history[0].1.max_count, 5);
+        assert_eq!(settings.history[0].1.max_age, None);
+        for bad in [
+            "/chat",
+            "/chat=0",
+            "/chat=5,1y",
+            "chat=5",
+            "/meta/x=5",
+            "/service/**=5",
+        ] {
+            let err = Options::parse_from(["bayeuxd", "--history", bad])
+                .load()
+                .expect_err(bad);
+            assert!(err.starts_with("history rule"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn file_uses_cometd_names_and_flags_win() {

@@ -40,6 +40,9 @@ pub(crate) async fn run(inner: Weak<Inner>) {
         if let Ok(head) = head {
             cluster.applied.lock().await.position = head;
             strong.engine.start_at(head);
+            if strong.engine.history_enabled() {
+                fill_history(&strong, head).await;
+            }
             cluster.started.store(true, Ordering::Relaxed);
             tracing::info!(node = %cluster.node, position = head, "reading the shared log");
             break;
@@ -101,7 +104,56 @@ async fn restart_if_log_reset(inner: &Arc<Inner>, after: u64) {
         let mut applied = cluster.applied.lock().await;
         applied.position = head;
         applied.recent.clear();
+        // Ids from the lost log will be used again: forget what was kept under them.
+        inner.engine.start_replay_ids_at(head);
     }
+}
+
+/// Fills the channel histories with what the log holds through `head`, before this node
+/// reads on from there: a node that starts (or restarts) can replay what was published
+/// before it ran, as far back as the log's retention. When the log cannot be read, the
+/// history starts empty at `head` (replays from before are refused, not silently short).
+async fn fill_history(inner: &Arc<Inner>, head: u64) {
+    const BATCH: usize = 4096;
+    let cluster = inner.cluster();
+    let engine = &inner.engine;
+    let (now, wall_ms) = (now(), wall_clock_ms());
+    let mut after = 0;
+    let mut started = false;
+    while after < head {
+        let records = match cluster.backplane.range(after, head, BATCH).await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the log's history; replays start now");
+                engine.start_replay_ids_at(head);
+                return;
+            }
+        };
+        let Some(first) = records.first() else { break };
+        if !started {
+            // What the log dropped before its first record is unknown.
+            engine.start_replay_ids_at(first.position - 1);
+            started = true;
+        }
+        for read in &records {
+            if let LogRecord::Entry(entry) = &read.record {
+                let age = Duration::from_millis(wall_ms.saturating_sub(read.appended_at_ms));
+                let at = now.checked_sub(age).unwrap_or(now);
+                engine.remember_history(at, read.position, entry);
+            }
+            after = read.position;
+        }
+    }
+    if !started {
+        engine.start_replay_ids_at(head);
+    }
+    tracing::info!(node = %cluster.node, through = head, "history filled from the log");
+}
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Applies records in order, holding the apply lock so that no session is adopted midway.
@@ -110,9 +162,7 @@ async fn apply_all(inner: &Arc<Inner>, records: Vec<Read>) {
     let engine = &inner.engine;
     let mut applied = cluster.applied.lock().await;
     let now = now();
-    let wall_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let wall_ms = wall_clock_ms();
     for read in records {
         if read.position <= applied.position {
             continue;
