@@ -645,3 +645,62 @@ async fn the_sessions_of_a_dead_node_are_removed_once_and_nowhere_else() {
         json!("402::session_unknown")
     );
 }
+
+/// A subscribe that replays history, applied on one node, then the session moves before its
+/// client collected the replayed messages: the node taking it over sends them (they were in
+/// the former node's queue, which is never copied), each once, then the live ones.
+#[tokio::test]
+async fn replayed_history_survives_a_move_before_it_was_collected() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let history = ["--history", "/h/**=100"];
+    let nodes = [
+        node(&url, "a", &history).await,
+        node(&url, "b", &history).await,
+    ];
+    let [a, b] = [nodes[0].addr(), nodes[1].addr()];
+    let publisher = Tab::new();
+    publisher.handshake(a, json!({})).await;
+    for n in 0..5 {
+        let reply = publisher.publish(a, "/h/x", json!(n)).await;
+        assert_eq!(reply["successful"], json!(true), "{reply}");
+    }
+    for round in 0..3 {
+        let tab = Tab::new();
+        tab.handshake(a, json!({})).await;
+        let replies = tab
+            .send(
+                a,
+                json!({"channel": "/meta/subscribe", "subscription": "/h/x",
+                       "ext": {"replay": {"/h/x": -2}}}),
+            )
+            .await;
+        assert_eq!(
+            replies.last().unwrap()["successful"],
+            json!(true),
+            "{replies:?}"
+        );
+        let mut got = deliveries(&replies, "/h/");
+        // Node a applies the subscribe and queues the history; the client then turns to b.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        publisher.publish(a, "/h/x", json!(5 + round)).await;
+        got.extend(
+            collect_until(
+                &tab,
+                &[b],
+                "/h/",
+                6 + round - got.len(),
+                Duration::from_secs(10),
+            )
+            .await,
+        );
+        let want: Vec<Value> = (0..6 + round).map(|n| json!(n)).collect();
+        assert_eq!(got, want, "round {round}");
+        let more = tab.connect(b, None, Some(300)).await.unwrap();
+        assert_eq!(
+            deliveries(&more, "/h/"),
+            Vec::<Value>::new(),
+            "round {round}"
+        );
+    }
+}

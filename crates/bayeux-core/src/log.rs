@@ -350,7 +350,12 @@ impl Engine {
             };
             let mut kept = history::lock(&kept);
             let fresh = self.add_subscriptions(session, std::slice::from_ref(&name), position);
-            if fresh.is_empty() {
+            // A session taken over may come with the subscription this entry made (its former
+            // node applied it) but not with the messages it replayed, which were in that node's
+            // queue: the subscription's position says it is this entry's, so replay again.
+            let made_here =
+                position > 0 && session.lock().subscriptions.get(&name).copied() == Some(position);
+            if fresh.is_empty() && !made_here {
                 continue;
             }
             // Checked when the request came; what was dropped since cannot be sent.
