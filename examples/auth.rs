@@ -4,13 +4,20 @@
 //!   Tokens map to users (a real server would verify a signature or ask a database); the user
 //!   and role are kept as session attributes. Without a valid token the handshake is refused
 //!   with `403::handshake_denied` and advice `reconnect: none`, so the client stops.
-//! - Only admins may publish to `/announcements`; anyone may subscribe to it.
+//! - Only admins may publish to `/announcements`; anyone may subscribe to it. Nobody may
+//!   publish to `/presence`: the server alone does.
 //! - `/private/<user>/**` is readable and writable by that user only (an authorizer).
+//! - Presence (one node): each session is associated with its user; `/presence` says
+//!   `{"user": "alice", "online": true}` when a user's first session starts and `false` when
+//!   its last ends; `/service/whisper` with `{"to": "alice", "text": ...}` delivers
+//!   `{"from": ..., "text": ...}` on `/whisper` to every session of that user and answers
+//!   `{"delivered": n}`.
 
 use bayeux_server::{
-    Authorization, ChannelName, Message, Operation, RequestContext, SecurityPolicy, Session,
+    Authorization, ChannelName, Message, Operation, RequestContext, SecurityPolicy, ServiceReply,
+    ServiceRequest, Session,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The known tokens: (token, user, role).
 const TOKENS: [(&str, &str, &str); 2] = [
@@ -32,11 +39,16 @@ impl SecurityPolicy for TokenPolicy {
         };
         session.set_attribute("user", *user);
         session.set_attribute("role", *role);
+        session.set_user(*user);
         true
     }
 
     fn can_publish(&self, session: &Session, channel: &ChannelName, _message: &Message) -> bool {
-        channel.as_str() != "/announcements" || session.attribute("role") == Some("admin".into())
+        match channel.as_str() {
+            "/presence" => false,
+            "/announcements" => session.attribute("role") == Some("admin".into()),
+            _ => true,
+        }
     }
 }
 
@@ -57,9 +69,25 @@ fn owner_only(
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let server = bayeux_examples::builder().policy(TokenPolicy).build();
+    let server = bayeux_examples::builder()
+        .policy(TokenPolicy)
+        .presence_channel(ChannelName::parse("/presence").expect("valid channel"))
+        .build();
     server
         .authorizer("/private/**", owner_only)
         .expect("valid pattern");
+    let whisper_server = server.clone();
+    server
+        .service("/service/whisper", move |req: ServiceRequest<'_>| {
+            let data = req.message.data()?;
+            let to = data.get("to").and_then(Value::as_str)?;
+            let from = req.session.user().map(|u| u.to_string());
+            let text = data.get("text").cloned().unwrap_or(Value::Null);
+            let delivered = whisper_server
+                .deliver_to_user(to, "/whisper", json!({"from": from, "text": text}))
+                .unwrap_or(0);
+            Some(ServiceReply::Success(json!({ "delivered": delivered })))
+        })
+        .expect("valid service channel");
     bayeux_examples::serve(server, None).await
 }

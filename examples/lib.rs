@@ -4,8 +4,9 @@
 //! - `embedded`: an actix-web app with its own routes beside the endpoint, publishing from a
 //!   plain HTTP handler (spells out the set-up the others share through [`serve`]).
 //! - `ticker`: a server-side task publishing to a channel.
-//! - `auth`: a security policy checking a token sent in the handshake `ext`, and an authorizer
-//!   for private channels.
+//! - `auth`: a security policy checking a token sent in the handshake `ext`, an authorizer
+//!   for private channels, and presence: who is online, and a whisper to every session of a
+//!   user.
 //! - `services`: remote calls answered now, answered later from a task, and failing.
 //! - `chat`: the chat demo page (run `npm install --prefix examples/chat` first).
 //!

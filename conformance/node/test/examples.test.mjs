@@ -305,6 +305,39 @@ for (const transport of TRANSPORTS) {
       assert.equal(own.reply.successful, true, JSON.stringify(own.reply));
       assert.equal(own.reply.subscription, '/private/bob/inbox');
     });
+
+    test('presence: a user joins with its first session and leaves with its last; a whisper reaches all its sessions', { timeout: TEST_TIMEOUT }, async (t) => {
+      const env = await exampleEnv(t, 'auth');
+      const bob = await env.connected(transport, { name: 'bob', handshake: BOB });
+      const presence = await bob.collect('/presence');
+      const tab1 = await env.connected(transport, { name: 'alice-tab1', handshake: ALICE });
+      await presence.waitFor(1);
+      const tab2 = await env.connected(transport, { name: 'alice-tab2', handshake: ALICE });
+      const whispers = [await tab1.collect('/whisper'), await tab2.collect('/whisper')];
+
+      const call = await remoteCall(bob, 'whisper', { to: 'alice', text: 'psst' }, 5000);
+      assert.equal(call.reply.successful, true, JSON.stringify(call.reply));
+      assert.deepEqual(call.reply.data, { delivered: 2 });
+      for (const w of whispers) {
+        await w.waitFor(1);
+        assert.deepEqual(dataOf(w), [{ from: 'bob', text: 'psst' }]);
+      }
+      const nobody = await remoteCall(bob, 'whisper', { to: 'carol', text: 'hello?' }, 5000);
+      assert.deepEqual(nobody.reply.data, { delivered: 0 });
+
+      // The second tab neither joined nor leaves: only the last session's end does.
+      await tab1.disconnect();
+      await tab2.disconnect();
+      await presence.waitFor(2);
+      // Clients cannot forge presence events.
+      const forged = await bob.publish('/presence', { user: 'alice', online: true });
+      assert.equal(forged.error, '403:denied_by_security_policy:publish_denied');
+      await holdsFalseFor(() => presence.messages.length > 2, 500, 'a third presence event', () => summary(bob));
+      assert.deepEqual(dataOf(presence), [
+        { user: 'alice', online: true },
+        { user: 'alice', online: false },
+      ], summary(bob));
+    });
   });
 }
 

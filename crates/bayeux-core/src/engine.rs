@@ -28,6 +28,7 @@ use crate::hold::Hold;
 use crate::ids::{BrowserId, IdSource};
 use crate::listener::SessionListener;
 use crate::log::{Effect, Gate, LogMode, Pending};
+use crate::presence::{Presence, PresenceListener};
 use crate::registry::ChannelRegistry;
 use crate::security::{AllowAll, Authorizer, HttpInfo, SecurityPolicy};
 use crate::service::{MessageListener, Service};
@@ -155,6 +156,9 @@ pub struct Engine {
     pub(crate) applied: AtomicU64,
     /// Channel history for replay (`ext.replay`).
     pub(crate) history: History,
+    /// Online users and their sessions.
+    pub(crate) presence: Presence,
+    pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
 }
 
 /// One message's effect, before outgoing extensions and encoding.
@@ -192,6 +196,104 @@ impl Engine {
             log_mode: LogMode::Inline,
             applied: AtomicU64::new(0),
             history: History::default(),
+            presence: Presence::default(),
+            presence_listeners: Vec::new(),
+        }
+    }
+
+    /// Adds a listener told when users come online and go offline.
+    pub fn with_presence_listener(mut self, listener: Arc<dyn PresenceListener>) -> Self {
+        self.presence_listeners.push(listener);
+        self
+    }
+
+    /// Whether presence listeners are registered.
+    pub fn has_presence_listeners(&self) -> bool {
+        !self.presence_listeners.is_empty()
+    }
+
+    /// Associates a session with `user` (one node; see [`crate::presence`]); a session
+    /// associated with another user leaves it first. False when the session does not exist.
+    pub fn associate(&self, client_id: &str, user: &str) -> bool {
+        let Some(session) = self.session(client_id) else {
+            return false;
+        };
+        let user: Arc<str> = Arc::from(user);
+        let previous = {
+            let mut st = session.lock();
+            if st.removed {
+                return false;
+            }
+            st.user.replace(Arc::clone(&user))
+        };
+        if let Some(previous) = previous {
+            if previous == user {
+                return true;
+            }
+            self.user_session_ended(&previous, session.client_id());
+        }
+        self.user_session_started(&user, session.client_id());
+        true
+    }
+
+    /// Ends a session's association with its user. False when it had none.
+    pub fn dissociate(&self, client_id: &str) -> bool {
+        let Some(session) = self.session(client_id) else {
+            return false;
+        };
+        let Some(user) = session.lock().user.take() else {
+            return false;
+        };
+        self.user_session_ended(&user, session.client_id());
+        true
+    }
+
+    /// The online users, sorted.
+    pub fn users_online(&self) -> Vec<String> {
+        self.presence.users()
+    }
+
+    /// The sessions of `user` (none when it is offline).
+    pub fn sessions_of_user(&self, user: &str) -> Vec<ClientId> {
+        self.presence.sessions_of(user)
+    }
+
+    /// Sends `message` to every session of `user` (Seti's `deliver`), encoded once; returns
+    /// how many sessions it was queued for.
+    pub fn deliver_to_user(&self, user: &str, message: Message) -> usize {
+        let sessions = self.presence.sessions_of(user);
+        if sessions.is_empty() {
+            return 0;
+        }
+        let Some(encoded) = self.outgoing_delivery(message) else {
+            return 0;
+        };
+        let mut count = 0;
+        for client_id in sessions {
+            if let Some(session) = self.session(client_id.as_str()) {
+                session.enqueue(encoded.clone(), 0, &self.config, &self.stats, None);
+                count += 1;
+            }
+        }
+        self.stats
+            .deliveries
+            .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+        count
+    }
+
+    pub(crate) fn user_session_started(&self, user: &Arc<str>, client_id: &ClientId) {
+        if self.presence.add(user, client_id) {
+            for listener in &self.presence_listeners {
+                listener.joined(user);
+            }
+        }
+    }
+
+    pub(crate) fn user_session_ended(&self, user: &str, client_id: &ClientId) {
+        if self.presence.remove(user, client_id) {
+            for listener in &self.presence_listeners {
+                listener.left(user);
+            }
         }
     }
 

@@ -33,6 +33,7 @@
 //! - [`channels`]: channels created on use, their options, removal when unused.
 //! - [`service`]: services on `/service/**` (remote calls) and channel message listeners.
 //! - `registry`: registrations keyed by channel or pattern.
+//! - [`presence`]: users, who is online, delivery to a user.
 //! - [`config`], [`ids`], [`listener`]: options, id sources, session listeners.
 
 pub mod ack;
@@ -48,6 +49,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod log;
 mod meta;
+pub mod presence;
 mod publish;
 mod registry;
 pub mod security;
@@ -68,6 +70,7 @@ pub use ids::{BrowserId, IdSource, SequentialIds};
 pub use lifecycle::Sweep;
 pub use listener::{RemovalReason, SessionListener};
 pub use log::{Action, Applied, Effect, Entry, LogMode};
+pub use presence::PresenceListener;
 pub use security::{AllowAll, Authorization, Authorizer, HttpInfo, Operation, SecurityPolicy};
 pub use service::{MessageListener, Service, ServiceReply, ServiceRequest};
 pub use session::{LocalSink, Session};

@@ -195,7 +195,7 @@ impl Engine {
     fn end_session(&self, session: &Arc<Session>) -> bool {
         self.sessions
             .remove_if(session.client_id(), |_, s| Arc::ptr_eq(s, session));
-        let subscriptions = {
+        let (subscriptions, user) = {
             let mut st = session.lock();
             if st.removed {
                 return false;
@@ -216,13 +216,17 @@ impl Engine {
                     waker.wake();
                 }
             }
-            std::mem::take(&mut st.subscriptions)
+            (std::mem::take(&mut st.subscriptions), st.user.clone())
         };
         for name in subscriptions.keys() {
             self.subscriptions.remove(name, session.client_id());
         }
         if let Some(browser) = session.browser() {
             self.uncount_browser_session(browser);
+        }
+        // Presence is one node's (a cluster's sessions move between nodes and do not end).
+        if let (Some(user), LogMode::Inline) = (user, self.log_mode) {
+            self.user_session_ended(&user, session.client_id());
         }
         true
     }

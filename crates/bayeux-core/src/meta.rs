@@ -70,6 +70,9 @@ impl Engine {
                 for listener in &self.listeners {
                     listener.session_added(&cid);
                 }
+                if let Some(user) = session.user() {
+                    self.user_session_started(&user, &cid);
+                }
             }
             LogMode::Shared => effects.push(Pending {
                 action: Action::Register(cid.clone()),

@@ -65,6 +65,8 @@ pub(crate) struct SessionState {
     /// Set when the client asked for acknowledged delivery (the `ack` extension).
     pub(crate) ack: Option<AckQueue>,
     pub(crate) attributes: HashMap<String, Value>,
+    /// The user the session is associated with (presence).
+    pub(crate) user: Option<Arc<str>>,
     /// Set for a local (server-side) session: deliveries go to it at once, and the session
     /// never expires.
     pub(crate) sink: Option<LocalSink>,
@@ -164,6 +166,7 @@ impl Session {
                 pusher: None,
                 ack: None,
                 attributes: HashMap::new(),
+                user: None,
                 sink: None,
                 flush_at: None,
                 publish_tokens: (0.0, None),
@@ -351,6 +354,18 @@ impl Session {
         st.attributes.insert(key.into(), value.into());
         // In a cluster, attributes travel with the session's record.
         st.dirty = true;
+    }
+
+    /// Associates the session with a user (Seti's `associate`): call it from the security
+    /// policy's `can_handshake` once the credentials are checked; the user comes online with
+    /// the session. Later, use `Server::associate`.
+    pub fn set_user(&self, user: impl Into<Arc<str>>) {
+        self.lock().user = Some(user.into());
+    }
+
+    /// The user the session is associated with.
+    pub fn user(&self) -> Option<Arc<str>> {
+        self.lock().user.clone()
     }
 
     /// Removes a value attached to the session.

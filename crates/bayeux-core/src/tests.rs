@@ -2031,3 +2031,81 @@ fn the_event_shape_puts_the_id_where_salesforce_does() {
                 "data": {"payload": {"n": 1}, "event": {"replayId": 1001}}})]
     );
 }
+
+// ---- Presence ----
+
+struct PresenceLog(Arc<Mutex<Vec<String>>>);
+
+impl crate::PresenceListener for PresenceLog {
+    fn joined(&self, user: &str) {
+        self.0.lock().unwrap().push(format!("joined {user}"));
+    }
+    fn left(&self, user: &str) {
+        self.0.lock().unwrap().push(format!("left {user}"));
+    }
+}
+
+#[test]
+fn users_come_online_with_their_first_session_and_leave_with_their_last() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut h = Harness::new();
+    h.engine = std::mem::replace(
+        &mut h.engine,
+        Engine::new(EngineConfig::default(), Box::new(SequentialIds::default())),
+    )
+    .with_presence_listener(Arc::new(PresenceLog(Arc::clone(&log))));
+    let (a, b, c) = (h.client(), h.client(), h.client());
+    assert!(h.engine.associate(&a, "alice"));
+    assert!(h.engine.associate(&b, "alice"));
+    assert!(h.engine.associate(&c, "bob"));
+    assert!(!h.engine.associate("nobody", "bob"));
+    assert_eq!(h.engine.users_online(), ["alice", "bob"]);
+    assert_eq!(h.engine.sessions_of_user("alice").len(), 2);
+
+    // One message, to every session of the user, whatever it subscribed to.
+    let n = h
+        .engine
+        .deliver_to_user("alice", msg(json!({"channel": "/whisper", "data": "psst"})));
+    assert_eq!(n, 2);
+    for cid in [&a, &b] {
+        assert_eq!(
+            h.drain(cid),
+            [json!({"channel": "/whisper", "data": "psst"})]
+        );
+    }
+    assert_eq!(h.drain(&c), Vec::<Value>::new());
+    assert_eq!(
+        h.engine
+            .deliver_to_user("carol", msg(json!({"channel": "/whisper", "data": 1}))),
+        0
+    );
+
+    // Disconnect of one of two sessions: still online. Expiry of the last: offline.
+    h.request(&a, vec![json!({"channel": "/meta/disconnect"})]);
+    assert_eq!(h.engine.users_online(), ["alice", "bob"]);
+    h.advance(Duration::from_secs(60));
+    h.engine.sweep(h.now);
+    assert_eq!(h.engine.users_online(), Vec::<String>::new());
+    // Re-association moves a session between users; dissociation ends it.
+    let d = h.client();
+    assert!(h.engine.associate(&d, "carol"));
+    assert!(h.engine.associate(&d, "dave"));
+    assert!(h.engine.dissociate(&d));
+    assert!(!h.engine.dissociate(&d));
+    let mut events = log.lock().unwrap().clone();
+    // One sweep expired alice's and bob's last sessions, in no set order.
+    events[2..4].sort();
+    assert_eq!(
+        events,
+        [
+            "joined alice",
+            "joined bob",
+            "left alice",
+            "left bob",
+            "joined carol",
+            "left carol",
+            "joined dave",
+            "left dave"
+        ]
+    );
+}

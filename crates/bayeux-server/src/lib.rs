@@ -39,9 +39,9 @@ pub use backplane::{Backplane, MemoryBackplane, NodeId};
 pub use bayeux_core::{
     AckExtension, AllowAll, Authorization, Authorizer, BrowserId, ChannelListener, ChannelOptions,
     EngineConfig, Entry, Extension, Hold, HoldEnd, HttpInfo, LogMode, MessageListener, Operation,
-    Outcome, PublishRate, Pusher, QueueFullPolicy, RemovalReason, ReplayIdShape, RequestContext,
-    RequestError, Retention, SecurityPolicy, Service, ServiceReply, ServiceRequest, Session,
-    SessionListener, SessionRecord, TransportKind,
+    Outcome, PresenceListener, PublishRate, Pusher, QueueFullPolicy, RemovalReason, ReplayIdShape,
+    RequestContext, RequestError, Retention, SecurityPolicy, Service, ServiceReply, ServiceRequest,
+    Session, SessionListener, SessionRecord, TransportKind,
 };
 pub use bayeux_message::{
     BinaryData, ChannelName, ClientId, EncodedMessage, Message, Refusal, Reply,
@@ -50,4 +50,4 @@ pub use cluster::{ClusterOptions, ClusterStats};
 pub use extensions::{TimestampExtension, TimesyncExtension};
 pub use ids::RandomIds;
 pub use local::{LocalError, LocalSession};
-pub use server::{BackplaneStatus, PublishError, Server, ServerBuilder};
+pub use server::{BackplaneStatus, PresenceError, PublishError, Server, ServerBuilder};

@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bayeux_core::{
     Action, Authorizer, ChannelListener, ChannelOptions, Engine, EngineConfig, Entry, Extension,
-    Hold, HoldEnd, IdSource, LogMode, MessageListener, Outcome, RemovalReason, RequestContext,
-    RequestError, Retention, SecurityPolicy, Service, ServiceReply, SessionListener,
+    Hold, HoldEnd, IdSource, LogMode, MessageListener, Outcome, PresenceListener, RemovalReason,
+    RequestContext, RequestError, Retention, SecurityPolicy, Service, ServiceReply,
+    SessionListener,
 };
 use bayeux_message::{ChannelName, ClientId, Message};
 use futures::future::Either;
@@ -64,6 +65,28 @@ pub enum PublishError {
     /// unreachable.
     Unavailable,
 }
+
+/// Why a presence call (users, delivery to a user) could not be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PresenceError {
+    /// Presence is one node's for now: a clustered server does not track users
+    /// (`conformance/KNOWN-GAPS.md`).
+    Clustered,
+    /// Not a valid channel name, or not a broadcast or service channel.
+    InvalidChannel(String),
+}
+
+impl fmt::Display for PresenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Clustered => write!(f, "presence is not offered on a clustered server yet"),
+            Self::InvalidChannel(name) => write!(f, "invalid channel name {name:?}"),
+        }
+    }
+}
+
+impl std::error::Error for PresenceError {}
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -356,6 +379,65 @@ impl Server {
         }
     }
 
+    /// Associates a session with `user` (Seti's `associate`); the user comes online with its
+    /// first session and goes offline when its last one ends. A session associated with
+    /// another user leaves that one. Returns false when the session does not exist. A
+    /// security policy can do the same at handshake with [`Session::set_user`](bayeux_core::Session::set_user).
+    pub fn associate(&self, client_id: &str, user: &str) -> Result<bool, PresenceError> {
+        self.single_node()?;
+        Ok(self.inner.engine.associate(client_id, user))
+    }
+
+    /// Ends a session's association with its user; false when it had none.
+    pub fn dissociate(&self, client_id: &str) -> Result<bool, PresenceError> {
+        self.single_node()?;
+        Ok(self.inner.engine.dissociate(client_id))
+    }
+
+    /// The online users (with at least one live session), sorted.
+    pub fn users_online(&self) -> Result<Vec<String>, PresenceError> {
+        self.single_node()?;
+        Ok(self.inner.engine.users_online())
+    }
+
+    /// Whether `user` has a live session.
+    pub fn is_online(&self, user: &str) -> Result<bool, PresenceError> {
+        Ok(!self.sessions_of_user(user)?.is_empty())
+    }
+
+    /// The live sessions of `user`.
+    pub fn sessions_of_user(&self, user: &str) -> Result<Vec<ClientId>, PresenceError> {
+        self.single_node()?;
+        Ok(self.inner.engine.sessions_of_user(user))
+    }
+
+    /// Sends `data` on `channel` to every session of `user`, wherever it is subscribed or
+    /// not (Seti's `deliver`); the message is encoded once. Returns how many sessions it was
+    /// queued for (0: the user is offline).
+    pub fn deliver_to_user(
+        &self,
+        user: &str,
+        channel: &str,
+        data: Value,
+    ) -> Result<usize, PresenceError> {
+        self.single_node()?;
+        let name = ChannelName::parse(channel)
+            .ok()
+            .filter(|n| !n.is_wildcard() && n.kind() != bayeux_message::ChannelKind::Meta)
+            .ok_or_else(|| PresenceError::InvalidChannel(channel.to_owned()))?;
+        let message = Message::new()
+            .with("channel", name.as_str())
+            .with("data", data);
+        Ok(self.inner.engine.deliver_to_user(user, message))
+    }
+
+    fn single_node(&self) -> Result<(), PresenceError> {
+        match self.inner.engine.log_mode() {
+            LogMode::Inline => Ok(()),
+            _ => Err(PresenceError::Clustered),
+        }
+    }
+
     /// Answers a remote call later (from another task): a delivery to the caller with the
     /// call's `id`, as [`ServiceReply`] returned by a service would. Returns false when the
     /// session does not exist (in a cluster, see [`Server::deliver`]).
@@ -608,6 +690,8 @@ pub struct ServerBuilder {
     policy: Option<Arc<dyn SecurityPolicy>>,
     channel_listeners: Vec<Arc<dyn ChannelListener>>,
     history: Vec<(ChannelName, Retention)>,
+    presence_listeners: Vec<Arc<dyn PresenceListener>>,
+    presence_channel: Option<ChannelName>,
 }
 
 impl Default for ServerBuilder {
@@ -623,6 +707,8 @@ impl Default for ServerBuilder {
             policy: None,
             channel_listeners: Vec::new(),
             history: Vec::new(),
+            presence_listeners: Vec::new(),
+            presence_channel: None,
         }
     }
 }
@@ -705,6 +791,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds a listener told when users come online and go offline (see [`Server::associate`]).
+    pub fn presence_listener(mut self, listener: impl PresenceListener + 'static) -> Self {
+        self.presence_listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Publishes presence events on `channel` (e.g. `/presence`): `{"user": "alice",
+    /// "online": true}` when a user comes online, `false` when it goes offline. Subscribers
+    /// and authorizers treat it as any broadcast channel.
+    pub fn presence_channel(mut self, channel: ChannelName) -> Self {
+        self.presence_channel = Some(channel);
+        self
+    }
+
     /// Calls `f` with the id of every new session.
     pub fn on_session_added(self, f: impl Fn(&ClientId) + Send + Sync + 'static) -> Self {
         self.session_listener(OnAdded(f))
@@ -741,6 +841,23 @@ impl ServerBuilder {
         for (channel, retention) in &self.history {
             engine.configure_history(channel, *retention);
         }
+        // Presence events are published by the server itself, which exists only once the
+        // engine is built: the listener gets it through `server_cell`.
+        let server_cell: Arc<OnceLock<Weak<Inner>>> = Arc::default();
+        if let Some(channel) = self.presence_channel.clone() {
+            engine = engine.with_presence_listener(Arc::new(PresenceEvents {
+                server: Arc::clone(&server_cell),
+                channel,
+            }));
+        }
+        for listener in self.presence_listeners {
+            engine = engine.with_presence_listener(listener);
+        }
+        if self.backplane.is_some()
+            && (self.presence_channel.is_some() || engine.has_presence_listeners())
+        {
+            tracing::error!("presence is one node's for now: a clustered server tracks no users");
+        }
         let (cluster, outbox) = match self.backplane {
             Some(backplane) => {
                 let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
@@ -772,6 +889,7 @@ impl ServerBuilder {
             metrics: Metrics::new(weak.clone()),
         });
         let weak = Arc::downgrade(&inner);
+        let _ = server_cell.set(weak.clone());
         tokio::spawn(sweep(weak.clone(), self.sweep_period));
         if let Some(outbox) = outbox_rx {
             tracing::info!(node = %inner.cluster().node, "clustered");
@@ -794,6 +912,34 @@ async fn sweep(inner: Weak<Inner>, period: Duration) {
         if inner.cluster.is_some() {
             crate::cluster::after_sweep(&inner, swept).await;
         }
+    }
+}
+
+/// Publishes presence changes on the presence channel.
+struct PresenceEvents {
+    server: Arc<OnceLock<Weak<Inner>>>,
+    channel: ChannelName,
+}
+
+impl PresenceEvents {
+    fn publish(&self, user: &str, online: bool) {
+        let Some(inner) = self.server.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let data = serde_json::json!({"user": user, "online": online});
+        if let Err(refusal) = inner.engine.publish(now(), &self.channel, data) {
+            tracing::warn!(channel = %self.channel, error = %refusal.error(), "presence event not published");
+        }
+    }
+}
+
+impl PresenceListener for PresenceEvents {
+    fn joined(&self, user: &str) {
+        self.publish(user, true);
+    }
+
+    fn left(&self, user: &str) {
+        self.publish(user, false);
     }
 }
 
