@@ -7,11 +7,12 @@
 //! - Only admins may publish to `/announcements`; anyone may subscribe to it. Nobody may
 //!   publish to `/presence`: the server alone does.
 //! - `/private/<user>/**` is readable and writable by that user only (an authorizer).
-//! - Presence (one node): each session is associated with its user; `/presence` says
-//!   `{"user": "alice", "online": true}` when a user's first session starts and `false` when
-//!   its last ends; `/service/whisper` with `{"to": "alice", "text": ...}` delivers
-//!   `{"from": ..., "text": ...}` on `/whisper` to every session of that user and answers
-//!   `{"delivered": n}`.
+//! - Presence (on one node or across a cluster): each session is associated with its user;
+//!   `/presence` says `{"user": "alice", "online": true}` when a user's first session starts
+//!   and `false` when its last ends; `/service/whisper` with `{"to": "alice", "text": ...}`
+//!   delivers `{"from": ..., "text": ...}` on `/whisper` to every session of that user, on
+//!   whichever node serves it, and answers `{"online": true}` (`false`: nobody to tell);
+//!   `/service/who` answers `{"users": [...]}`, the users online on any node.
 
 use bayeux_server::{
     Authorization, ChannelName, Message, Operation, RequestContext, SecurityPolicy, ServiceReply,
@@ -83,10 +84,18 @@ async fn main() -> std::io::Result<()> {
             let to = data.get("to").and_then(Value::as_str)?;
             let from = req.session.user().map(|u| u.to_string());
             let text = data.get("text").cloned().unwrap_or(Value::Null);
-            let delivered = whisper_server
+            let online = whisper_server
                 .deliver_to_user(to, "/whisper", json!({"from": from, "text": text}))
-                .unwrap_or(0);
-            Some(ServiceReply::Success(json!({ "delivered": delivered })))
+                .unwrap_or(false);
+            Some(ServiceReply::Success(json!({ "online": online })))
+        })
+        .expect("valid service channel");
+    let who_server = server.clone();
+    server
+        .service("/service/who", move |_req: ServiceRequest<'_>| {
+            Some(ServiceReply::Success(
+                json!({ "users": who_server.users_online() }),
+            ))
         })
         .expect("valid service channel");
     bayeux_examples::serve(server, None).await

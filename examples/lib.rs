@@ -14,20 +14,35 @@
 //! `listening on http://ADDR/cometd` once ready. With `$BACKPLANE` set to a Redis URL
 //! (`redis://127.0.0.1:6379`), each is one node of a cluster: start it twice, on two ports,
 //! and clients of either node talk to each other (`$NODE_NAME` names the node in logs).
+//! `$TIMEOUT_MS` and `$MAX_INTERVAL_MS` set CometD's `timeout` and `maxInterval` (the tests
+//! shorten them to see sessions expire).
 
 use std::path::PathBuf;
 
 use actix_web::{App, HttpServer};
 use bayeux_redis::{RedisBackplane, RedisOptions};
-use bayeux_server::{BackplaneStatus, ClusterOptions, Server, ServerBuilder};
+use bayeux_server::{BackplaneStatus, ClusterOptions, EngineConfig, Server, ServerBuilder};
 
 /// A server builder, one node of a cluster when `$BACKPLANE` names a Redis: one builder call
 /// is all it takes.
 ///
 /// # Panics
-/// When `$BACKPLANE` is not a Redis URL.
+/// When `$BACKPLANE` is not a Redis URL, or a duration is not a number of milliseconds.
 pub fn builder() -> ServerBuilder {
-    let builder = Server::builder();
+    let mut config = EngineConfig::default();
+    let millis = |name: &str| {
+        std::env::var(name).ok().map(|v| {
+            let ms = v.parse().unwrap_or_else(|why| panic!("{name}: {why}"));
+            std::time::Duration::from_millis(ms)
+        })
+    };
+    if let Some(timeout) = millis("TIMEOUT_MS") {
+        config.timeout = timeout;
+    }
+    if let Some(max_interval) = millis("MAX_INTERVAL_MS") {
+        config.max_interval = max_interval;
+    }
+    let builder = Server::builder().config(config);
     let Ok(url) = std::env::var("BACKPLANE") else {
         return builder;
     };

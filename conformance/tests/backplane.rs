@@ -1,7 +1,7 @@
 //! The backplane contract, checked on every implementation: the in-memory one, Redis, and a
 //! Redis Cluster of 3 masters. What the cluster driver relies on: one total order of records
 //! with dense positions, blocking reads, leases that one claimant wins, removals that exactly
-//! one caller wins, heartbeats that run out.
+//! one caller wins, heartbeats that run out, presence that counts each user's sessions.
 
 mod support;
 
@@ -10,7 +10,9 @@ use std::time::Duration;
 use bayeux_core::{BrowserId, Entry, SessionRecord};
 use bayeux_message::{ChannelName, ClientId, EncodedMessage};
 use bayeux_redis::{RedisBackplane, RedisOptions};
-use bayeux_server::backplane::{Backplane, Claim, CookieCheck, LogRecord, NodeId, Registration};
+use bayeux_server::backplane::{
+    Backplane, Claim, CookieCheck, LogRecord, NodeId, PresenceChange, Registration,
+};
 use bayeux_server::MemoryBackplane;
 use serde_json::json;
 use support::redis::{RedisCluster, RedisSentinel, RedisServer};
@@ -306,6 +308,72 @@ async fn check_contract(backplane: &dyn Backplane) {
         .unwrap());
     backplane.forget_node(&a).await.unwrap();
     assert!(!backplane.nodes().await.unwrap().contains(&a));
+
+    check_presence(backplane).await;
+}
+
+/// Presence: a user is online from its first session's association to its last one's end;
+/// repeating a call changes nothing.
+async fn check_presence(backplane: &dyn Backplane) {
+    let change = |joined: Option<&str>, left: Option<&str>| PresenceChange {
+        joined: joined.map(str::to_owned),
+        left: left.map(str::to_owned),
+    };
+    let (s1, s2, s3) = (
+        ClientId::new("p1"),
+        ClientId::new("p2"),
+        ClientId::new("p3"),
+    );
+    let online = || async {
+        let mut users = backplane.online_users().await.unwrap();
+        users.sort();
+        users
+    };
+    assert_eq!(online().await, Vec::<String>::new());
+    let said = backplane.associate(&s1, Some("zo\u{eb}")).await.unwrap();
+    assert_eq!(said, change(Some("zo\u{eb}"), None));
+    assert_eq!(
+        backplane.associate(&s1, Some("zo\u{eb}")).await.unwrap(),
+        change(None, None)
+    );
+    assert_eq!(
+        backplane.associate(&s2, Some("zo\u{eb}")).await.unwrap(),
+        change(None, None)
+    );
+    assert_eq!(
+        backplane.associate(&s3, Some("yan")).await.unwrap(),
+        change(Some("yan"), None)
+    );
+    assert_eq!(online().await, ["yan", "zo\u{eb}"]);
+    // A session moving to another user: the old one stays while it has another session.
+    assert_eq!(
+        backplane.associate(&s1, Some("yan")).await.unwrap(),
+        change(None, None)
+    );
+    assert_eq!(
+        backplane.associate(&s2, None).await.unwrap(),
+        change(None, Some("zo\u{eb}"))
+    );
+    assert_eq!(
+        backplane.associate(&s2, None).await.unwrap(),
+        change(None, None)
+    );
+    assert_eq!(online().await, ["yan"]);
+    // The last session moves to a new user: one leaves, one joins, in one call.
+    assert_eq!(
+        backplane.associate(&s3, None).await.unwrap(),
+        change(None, None)
+    );
+    assert_eq!(
+        backplane.associate(&s1, Some("xi")).await.unwrap(),
+        change(Some("xi"), Some("yan"))
+    );
+    assert_eq!(online().await, ["xi"]);
+    assert_eq!(
+        backplane.associate(&s1, None).await.unwrap(),
+        change(None, Some("xi"))
+    );
+    assert_eq!(online().await, Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -141,6 +141,13 @@ export class ExampleServer {
     return this;
   }
 
+  /** SIGKILL at once: a crash. Resolves {code, signal}. */
+  async kill() {
+    if (!this.#child) return null;
+    if (!this.exitInfo) this.#child.kill('SIGKILL');
+    return this.#exited;
+  }
+
   /** SIGINT, then SIGKILL after the grace period. Resolves {code, signal, forced}. */
   async stop(graceMs = STOP_GRACE_MS) {
     if (!this.#child) return null;

@@ -11,12 +11,16 @@
 // wire for a bounded window (1.2 s; without reconnect none, cometd 9 retries a refused
 // handshake after its current backoff, 0 ms the first time, then 1 s more each time).
 //
+// The auth example also runs as three nodes on one Redis (started by the test): presence and
+// delivery to a user across nodes, and a killed node's user going offline.
+//
 // The chat example is exercised in a browser: conformance/browser/test/chat.test.mjs.
 
 import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestClient, until, withDeadline } from '../lib/client.mjs';
 import { exampleIdentity, startExample } from '../lib/example.mjs';
+import { startRedis } from '../lib/redis.mjs';
 
 const TEST_TIMEOUT = 20000;
 const TRANSPORTS = ['long-polling', 'websocket'];
@@ -317,13 +321,13 @@ for (const transport of TRANSPORTS) {
 
       const call = await remoteCall(bob, 'whisper', { to: 'alice', text: 'psst' }, 5000);
       assert.equal(call.reply.successful, true, JSON.stringify(call.reply));
-      assert.deepEqual(call.reply.data, { delivered: 2 });
+      assert.deepEqual(call.reply.data, { online: true });
       for (const w of whispers) {
         await w.waitFor(1);
         assert.deepEqual(dataOf(w), [{ from: 'bob', text: 'psst' }]);
       }
       const nobody = await remoteCall(bob, 'whisper', { to: 'carol', text: 'hello?' }, 5000);
-      assert.deepEqual(nobody.reply.data, { delivered: 0 });
+      assert.deepEqual(nobody.reply.data, { online: false });
 
       // The second tab neither joined nor leaves: only the last session's end does.
       await tab1.disconnect();
@@ -337,6 +341,79 @@ for (const transport of TRANSPORTS) {
         { user: 'alice', online: true },
         { user: 'alice', online: false },
       ], summary(bob));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// auth as three nodes on one Redis: presence and delivery to a user across the cluster
+
+for (const transport of TRANSPORTS) {
+  describe(`example "auth" as a cluster over ${transport}`, () => {
+    test('presence is cluster-wide; a whisper reaches a user on every node; a killed node\'s user goes offline', { timeout: 60000 }, async (t) => {
+      const redis = await startRedis(t);
+      // Short timeout and maxInterval: a dead node's sessions are removed 4 s after it is
+      // found dead (timeout + interval + maxInterval), and its users leave with them.
+      const node = async (name) => {
+        const server = await startExample('auth', {
+          env: { BACKPLANE: redis.url, NODE_NAME: name, TIMEOUT_MS: '2000', MAX_INTERVAL_MS: '2000' },
+        });
+        t.after(() => server.stop());
+        return server;
+      };
+      const [a, b, c] = [await node('a'), await node('b'), await node('c')];
+      const clients = [];
+      t.after(() => Promise.all(clients.map((cl) => cl.close())));
+      const connected = async (server, name, handshake) => {
+        const client = new TestClient({ url: server.url, name, websocket: transport === 'websocket' });
+        clients.push(client);
+        await client.connect(handshake);
+        assertTransport(client, transport);
+        return client;
+      };
+      const who = async (client) => {
+        const { reply } = await remoteCall(client, 'who', {}, 5000);
+        assert.equal(reply.successful, true, JSON.stringify(reply));
+        return reply.data.users;
+      };
+
+      const bob = await connected(a, 'bob@a', BOB);
+      const presence = await bob.collect('/presence');
+      const tab1 = await connected(b, 'alice-tab1@b', ALICE);
+      await presence.waitFor(1);
+      // Node a counted alice in before its subscriber saw the event.
+      assert.deepEqual(await who(bob), ['alice', 'bob']);
+      const tab2 = await connected(c, 'alice-tab2@c', ALICE);
+      const whispers = [await tab1.collect('/whisper'), await tab2.collect('/whisper')];
+
+      // The service runs on a; alice's sessions are on b and c.
+      const call = await remoteCall(bob, 'whisper', { to: 'alice', text: 'psst' }, 5000);
+      assert.deepEqual(call.reply.data, { online: true });
+      for (const w of whispers) {
+        await w.waitFor(1);
+        assert.deepEqual(dataOf(w), [{ from: 'bob', text: 'psst' }]);
+      }
+      const nobody = await remoteCall(bob, 'whisper', { to: 'carol', text: 'hello?' }, 5000);
+      assert.deepEqual(nobody.reply.data, { online: false });
+
+      // Alice's first tab ends; her second, on c, keeps her online.
+      await tab1.disconnect();
+      // Then c dies with that second tab's session, whose client goes away too.
+      const killedAt = Date.now();
+      await c.kill();
+      await tab2.close();
+      await presence.waitFor(2, 20000);
+      const offlineAfter = Date.now() - killedAt;
+      assert.deepEqual(dataOf(presence), [
+        { user: 'alice', online: true },
+        { user: 'alice', online: false },
+      ], summary(bob));
+      // Not before her session could have come back: node TTL 2 s, then 4 s of grace.
+      assert.ok(offlineAfter >= 4000, `alice left ${offlineAfter} ms after her node died`);
+      assert.deepEqual(await who(bob), ['bob']);
+      const late = await remoteCall(bob, 'whisper', { to: 'alice', text: 'gone?' }, 5000);
+      assert.deepEqual(late.reply.data, { online: false });
+      assert.deepEqual(dataOf(whispers[0]), [{ from: 'bob', text: 'psst' }]);
     });
   });
 }

@@ -156,8 +156,10 @@ pub struct Engine {
     pub(crate) applied: AtomicU64,
     /// Channel history for replay (`ext.replay`).
     pub(crate) history: History,
-    /// Online users and their sessions.
+    /// Users and their sessions: all of them on one node; in a cluster, those served here.
     pub(crate) presence: Presence,
+    /// In a cluster: the users online on any node, as the shared log says.
+    pub(crate) online: DashMap<String, ()>,
     pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
 }
 
@@ -197,6 +199,7 @@ impl Engine {
             applied: AtomicU64::new(0),
             history: History::default(),
             presence: Presence::default(),
+            online: DashMap::new(),
             presence_listeners: Vec::new(),
         }
     }
@@ -224,6 +227,8 @@ impl Engine {
             if st.removed {
                 return false;
             }
+            // In a cluster, the user travels with the session's record.
+            st.dirty = true;
             st.user.replace(Arc::clone(&user))
         };
         if let Some(previous) = previous {
@@ -241,56 +246,109 @@ impl Engine {
         let Some(session) = self.session(client_id) else {
             return false;
         };
-        let Some(user) = session.lock().user.take() else {
+        let Some(user) = ({
+            let mut st = session.lock();
+            st.dirty = true;
+            st.user.take()
+        }) else {
             return false;
         };
         self.user_session_ended(&user, session.client_id());
         true
     }
 
-    /// The online users, sorted.
+    /// The online users, sorted: on one node, those with a session; in a cluster, those the
+    /// shared log says are online on any node.
     pub fn users_online(&self) -> Vec<String> {
-        self.presence.users()
+        match self.log_mode {
+            LogMode::Inline => self.presence.users(),
+            LogMode::Shared => {
+                let mut users: Vec<String> = self.online.iter().map(|e| e.key().clone()).collect();
+                users.sort();
+                users
+            }
+        }
     }
 
-    /// The sessions of `user` (none when it is offline).
+    /// Whether `user` is online (in a cluster: on any node).
+    pub fn is_online(&self, user: &str) -> bool {
+        match self.log_mode {
+            LogMode::Inline => !self.presence.sessions_of(user).is_empty(),
+            LogMode::Shared => self.online.contains_key(user),
+        }
+    }
+
+    /// The sessions of `user` (none when it is offline); in a cluster, those served here.
     pub fn sessions_of_user(&self, user: &str) -> Vec<ClientId> {
         self.presence.sessions_of(user)
     }
 
-    /// Sends `message` to every session of `user` (Seti's `deliver`), encoded once; returns
-    /// how many sessions it was queued for.
-    pub fn deliver_to_user(&self, user: &str, message: Message) -> usize {
-        let sessions = self.presence.sessions_of(user);
-        if sessions.is_empty() {
-            return 0;
+    /// In a cluster: the users online when this node starts reading the shared log at
+    /// position `head` (the registry's view as of then), before it applies what follows.
+    pub fn start_presence_at(&self, users: Vec<String>) {
+        self.online.clear();
+        for user in users {
+            self.online.insert(user, ());
         }
-        let Some(encoded) = self.outgoing_delivery(message) else {
-            return 0;
-        };
-        let mut count = 0;
-        for client_id in sessions {
-            if let Some(session) = self.session(client_id.as_str()) {
-                session.enqueue(encoded.clone(), 0, &self.config, &self.stats, None);
-                count += 1;
-            }
-        }
-        self.stats
-            .deliveries
-            .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
-        count
     }
 
+    /// Applies a presence change read from the shared log: tells the listeners.
+    pub(crate) fn presence_changed(&self, user: &str, online: bool) {
+        let changed = if online {
+            self.online.insert(user.to_owned(), ()).is_none()
+        } else {
+            self.online.remove(user).is_some()
+        };
+        if !changed {
+            return;
+        }
+        for listener in &self.presence_listeners {
+            if online {
+                listener.joined(user);
+            } else {
+                listener.left(user);
+            }
+        }
+    }
+
+    /// The entry that delivers `message` to every session of `user` in a cluster (outgoing
+    /// hooks applied); `None` when an extension dropped it.
+    pub fn prepare_deliver_to_user(
+        &self,
+        user: &str,
+        message: Message,
+    ) -> Option<crate::log::Entry> {
+        Some(crate::log::Entry::DeliverUser {
+            user: user.to_owned(),
+            message: self.outgoing_delivery(message)?,
+        })
+    }
+
+    /// Sends `message` to every session of `user` (Seti's `deliver`), encoded once; returns
+    /// how many sessions it was queued for (a single node: see `prepare_deliver_to_user`).
+    pub fn deliver_to_user(&self, now: Instant, user: &str, message: Message) -> usize {
+        if self.presence.sessions_of(user).is_empty() {
+            return 0;
+        }
+        match self.prepare_deliver_to_user(user, message) {
+            Some(entry) => self.apply_here(now, &entry),
+            None => 0,
+        }
+    }
+
+    /// A session of `user` started here. One node tells the listeners when the user just came
+    /// online; a cluster only keeps its index (the registry decides, see `bayeux-server`).
     pub(crate) fn user_session_started(&self, user: &Arc<str>, client_id: &ClientId) {
-        if self.presence.add(user, client_id) {
+        if self.presence.add(user, client_id) && self.log_mode == LogMode::Inline {
             for listener in &self.presence_listeners {
                 listener.joined(user);
             }
         }
     }
 
+    /// A session of `user` ended here (or moved away, in a cluster).
     pub(crate) fn user_session_ended(&self, user: &str, client_id: &ClientId) {
-        if self.presence.remove(user, client_id) {
+        if self.presence.remove(user, client_id) && self.log_mode == LogMode::Inline {
             for listener in &self.presence_listeners {
                 listener.left(user);
             }

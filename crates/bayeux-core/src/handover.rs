@@ -64,6 +64,9 @@ pub struct SessionRecord {
     pub position: u64,
 }
 
+/// The key under which a session's user travels in its record's attributes.
+const USER_ATTRIBUTE: &str = "bayeux.user";
+
 impl Engine {
     /// The record of a session served here; `None` when there is no such session.
     pub fn snapshot(&self, client_id: &str) -> Option<SessionRecord> {
@@ -119,7 +122,16 @@ impl Engine {
             browser: session.browser().cloned(),
             cookie_bound: session.cookie_bound(),
             ack: st.ack.is_some(),
-            attributes: st.attributes.clone().into_iter().collect(),
+            attributes: {
+                let mut attributes: Map<String, Value> =
+                    st.attributes.clone().into_iter().collect();
+                // The user travels among the attributes, so that the registry's record format
+                // stays as it is; `adopt` takes it back out.
+                if let Some(user) = &st.user {
+                    attributes.insert(USER_ATTRIBUTE.to_owned(), Value::from(&**user));
+                }
+                attributes
+            },
             subscriptions,
             position,
         }
@@ -186,6 +198,10 @@ impl Engine {
             st.connected = true;
             st.interval = self.config.interval;
             st.attributes = record.attributes.clone().into_iter().collect();
+            st.user = match st.attributes.remove(USER_ATTRIBUTE) {
+                Some(Value::String(user)) => Some(Arc::from(user)),
+                _ => None,
+            };
             if record.ack {
                 st.ack = Some(AckQueue::new(self.ack_numbering(), record.position));
             }
@@ -199,6 +215,9 @@ impl Engine {
         }
         self.sessions
             .insert(record.client_id.clone(), Arc::clone(&session));
+        if let Some(user) = session.user() {
+            self.presence.add(&user, session.client_id());
+        }
         session
     }
 
@@ -235,6 +254,11 @@ impl Engine {
                 }
             }
             Entry::Deliver { to, message } if to == session.client_id() => {
+                session.enqueue(message.clone(), position, &self.config, &self.stats, None);
+            }
+            Entry::DeliverUser { user, message }
+                if session.user().as_deref() == Some(user.as_str()) =>
+            {
                 session.enqueue(message.clone(), position, &self.config, &self.stats, None);
             }
             Entry::Subscribe {

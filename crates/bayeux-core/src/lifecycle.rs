@@ -224,8 +224,7 @@ impl Engine {
         if let Some(browser) = session.browser() {
             self.uncount_browser_session(browser);
         }
-        // Presence is one node's (a cluster's sessions move between nodes and do not end).
-        if let (Some(user), LogMode::Inline) = (user, self.log_mode) {
+        if let Some(user) = user {
             self.user_session_ended(&user, session.client_id());
         }
         true

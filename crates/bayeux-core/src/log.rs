@@ -67,6 +67,22 @@ pub enum Entry {
         /// The history to send it as it subscribes, per channel (`ext.replay`).
         replay: Vec<(ChannelName, ReplayFrom)>,
     },
+    /// A user came online (its first session) or went offline (its last one ended), as the
+    /// registry decided: every node tells its presence listeners. (Presence events for
+    /// subscribers travel as an ordinary `Publish` beside it.)
+    Presence {
+        /// The user.
+        user: String,
+        /// Whether it is online now.
+        online: bool,
+    },
+    /// A message for every session of a user, on whichever node serves it.
+    DeliverUser {
+        /// The user.
+        user: String,
+        /// The message, encoded once, outgoing hooks applied.
+        message: EncodedMessage,
+    },
     /// A session unsubscribed from channels or patterns.
     Unsubscribe {
         /// The session.
@@ -84,7 +100,7 @@ impl Entry {
             Self::Remove { session }
             | Self::Subscribe { session, .. }
             | Self::Unsubscribe { session, .. } => Some(session),
-            Self::Publish { .. } => None,
+            Self::Publish { .. } | Self::Presence { .. } | Self::DeliverUser { .. } => None,
         }
     }
 }
@@ -262,6 +278,32 @@ impl Engine {
             Entry::Remove { session } => {
                 self.forget(session.as_str());
                 (0, Vec::new())
+            }
+            Entry::Presence { user, online } => {
+                self.presence_changed(user, *online);
+                (0, Vec::new())
+            }
+            Entry::DeliverUser { user, message } => {
+                let mut count = 0;
+                let mut overflowed = Vec::new();
+                for client_id in self.presence.sessions_of(user) {
+                    if let Some(session) = self.session(client_id.as_str()) {
+                        if !session.enqueue(
+                            message.clone(),
+                            position,
+                            &self.config,
+                            &self.stats,
+                            None,
+                        ) {
+                            overflowed.push(session);
+                        }
+                        count += 1;
+                    }
+                }
+                self.stats
+                    .deliveries
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                (count, overflowed)
             }
         };
         let overflowed = match self.log_mode {

@@ -74,10 +74,15 @@ impl Engine {
                     self.user_session_started(&user, &cid);
                 }
             }
-            LogMode::Shared => effects.push(Pending {
-                action: Action::Register(cid.clone()),
-                followup: Followup::Added(cid.clone()),
-            }),
+            LogMode::Shared => {
+                if let Some(user) = session.user() {
+                    self.user_session_started(&user, &cid);
+                }
+                effects.push(Pending {
+                    action: Action::Register(cid.clone()),
+                    followup: Followup::Added(cid.clone()),
+                })
+            }
         }
         let reply = Reply {
             client_id: Some(cid.clone()),

@@ -3,8 +3,8 @@
 //!
 //! A user is online while at least one of its sessions lives: the first session of a user to
 //! be associated makes it join; the end of its last session (disconnect, expiry, removal)
-//! makes it leave. One node only for now: a cluster refuses presence (see
-//! `conformance/KNOWN-GAPS.md`).
+//! makes it leave. In a cluster this index holds the sessions a node serves; who is online on
+//! any node is decided by the backplane and read from the shared log (`Entry::Presence`).
 
 use std::sync::Arc;
 

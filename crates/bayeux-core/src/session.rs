@@ -360,7 +360,10 @@ impl Session {
     /// policy's `can_handshake` once the credentials are checked; the user comes online with
     /// the session. Later, use `Server::associate`.
     pub fn set_user(&self, user: impl Into<Arc<str>>) {
-        self.lock().user = Some(user.into());
+        let mut st = self.lock();
+        st.user = Some(user.into());
+        // In a cluster, the user travels with the session's record.
+        st.dirty = true;
     }
 
     /// The user the session is associated with.

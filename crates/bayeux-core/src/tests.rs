@@ -2063,9 +2063,11 @@ fn users_come_online_with_their_first_session_and_leave_with_their_last() {
     assert_eq!(h.engine.sessions_of_user("alice").len(), 2);
 
     // One message, to every session of the user, whatever it subscribed to.
-    let n = h
-        .engine
-        .deliver_to_user("alice", msg(json!({"channel": "/whisper", "data": "psst"})));
+    let n = h.engine.deliver_to_user(
+        h.now,
+        "alice",
+        msg(json!({"channel": "/whisper", "data": "psst"})),
+    );
     assert_eq!(n, 2);
     for cid in [&a, &b] {
         assert_eq!(
@@ -2075,8 +2077,11 @@ fn users_come_online_with_their_first_session_and_leave_with_their_last() {
     }
     assert_eq!(h.drain(&c), Vec::<Value>::new());
     assert_eq!(
-        h.engine
-            .deliver_to_user("carol", msg(json!({"channel": "/whisper", "data": 1}))),
+        h.engine.deliver_to_user(
+            h.now,
+            "carol",
+            msg(json!({"channel": "/whisper", "data": 1}))
+        ),
         0
     );
 

@@ -9,6 +9,8 @@
 //! | `d` | deliver | `to` session, `m` message |
 //! | `s` / `u` | subscribe / unsubscribe | `cid` session, `c` JSON array of channels; for `s`, `rp` the history to replay, `{"/chan": -2 or id}` (optional) |
 //! | `r` | remove | `cid` session |
+//! | `pr` | presence | `usr` user, `on` `1` (came online) or `0` (went offline) |
+//! | `du` | deliver to a user | `usr` user, `m` message |
 //! | `mv` | move | `cid`, `e` epoch, `from` node |
 //! | `rl` | released | `cid`, `e` epoch, `rec` record as JSON (optional) |
 //!
@@ -67,6 +69,16 @@ pub(crate) fn record_fields(record: &LogRecord, at_ms: u64) -> Vec<(&'static str
         LogRecord::Entry(Entry::Remove { session }) => {
             vec![("k", "r".to_owned()), ("cid", session.as_str().to_owned())]
         }
+        LogRecord::Entry(Entry::Presence { user, online }) => vec![
+            ("k", "pr".to_owned()),
+            ("usr", user.clone()),
+            ("on", if *online { "1" } else { "0" }.to_owned()),
+        ],
+        LogRecord::Entry(Entry::DeliverUser { user, message }) => vec![
+            ("k", "du".to_owned()),
+            ("usr", user.clone()),
+            ("m", message.as_str().to_owned()),
+        ],
         LogRecord::Move {
             session,
             epoch,
@@ -146,6 +158,18 @@ pub(crate) fn parse_record(fields: &HashMap<String, String>) -> Result<LogRecord
         }
         "r" => LogRecord::Entry(Entry::Remove {
             session: session()?,
+        }),
+        "pr" => LogRecord::Entry(Entry::Presence {
+            user: get("usr")?.clone(),
+            online: match get("on")?.as_str() {
+                "1" => true,
+                "0" => false,
+                other => return Err(format!("presence: {other:?}")),
+            },
+        }),
+        "du" => LogRecord::Entry(Entry::DeliverUser {
+            user: get("usr")?.clone(),
+            message: EncodedMessage::from_json_text(get("m")?.as_str()),
         }),
         "mv" => LogRecord::Move {
             session: session()?,
@@ -285,8 +309,18 @@ mod tests {
         }));
         round_trip(LogRecord::Entry(Entry::Deliver {
             to: ClientId::new("c2"),
+            message: message.clone(),
+        }));
+        round_trip(LogRecord::Entry(Entry::DeliverUser {
+            user: "alice".into(),
             message,
         }));
+        for online in [true, false] {
+            round_trip(LogRecord::Entry(Entry::Presence {
+                user: "b\u{f6}b".into(),
+                online,
+            }));
+        }
         round_trip(LogRecord::Entry(Entry::Subscribe {
             session: ClientId::new("c3"),
             channels: vec![chat.clone(), ChannelName::parse("/a/b").unwrap()],

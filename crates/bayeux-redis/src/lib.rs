@@ -44,7 +44,7 @@ use bayeux_core::SessionRecord;
 use bayeux_message::ClientId;
 use bayeux_server::backplane::{
     Backplane, BackplaneError, BackplaneResult, BoxFuture, Claim, CookieCheck, LogRecord, NodeId,
-    Read, Registration,
+    PresenceChange, Read, Registration,
 };
 use redis::{RedisError, Value};
 
@@ -105,6 +105,9 @@ struct Keys {
     marks: String,
     nodes: String,
     leader: String,
+    /// Presence: session -> user, and user -> number of sessions (one hash slot: `{presence}`).
+    session_users: String,
+    user_sessions: String,
     prefix: String,
 }
 
@@ -140,6 +143,8 @@ impl RedisBackplane {
             marks: format!("{prefix}:log:marks"),
             nodes: format!("{prefix}:nodes"),
             leader: format!("{prefix}:leader"),
+            session_users: format!("{prefix}:{{presence}}:session-users"),
+            user_sessions: format!("{prefix}:{{presence}}:user-sessions"),
             prefix,
         };
         Ok(Self {
@@ -747,6 +752,41 @@ impl Backplane for RedisBackplane {
                 .await
                 .map_err(unavailable)?;
             Ok(leads == 1)
+        })
+    }
+
+    fn associate(
+        &self,
+        session: &ClientId,
+        user: Option<&str>,
+    ) -> BoxFuture<'_, BackplaneResult<PresenceChange>> {
+        let session = session.clone();
+        let user = user.unwrap_or_default().to_owned();
+        Box::pin(async move {
+            let script = scripts::associate();
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(&self.keys.session_users)
+                .key(&self.keys.user_sessions)
+                .arg(session.as_str())
+                .arg(user);
+            let (joined, left): (String, String) = self
+                .commands
+                .run_script(&invocation)
+                .await
+                .map_err(unavailable)?;
+            let some = |user: String| (!user.is_empty()).then_some(user);
+            Ok(PresenceChange {
+                joined: some(joined),
+                left: some(left),
+            })
+        })
+    }
+
+    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<String>>> {
+        Box::pin(async move {
+            let cmd = redis::cmd("HKEYS").arg(&self.keys.user_sessions).to_owned();
+            self.commands.run(&cmd).await.map_err(unavailable)
         })
     }
 }

@@ -93,3 +93,29 @@ return 0
 ",
     )
 }
+
+/// Associates session `ARGV[1]` with user `ARGV[2]` (empty: with none): `KEYS[1]` maps sessions
+/// to users, `KEYS[2]` users to their number of sessions (both in one hash slot). Answers
+/// `{joined, left}`: the user that came online and the one that went offline (empty: none).
+pub(crate) fn associate() -> Script {
+    Script::new(
+        r"
+local old = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if old == ARGV[2] then return {'', ''} end
+local joined, left = '', ''
+if old ~= '' then
+  if redis.call('HINCRBY', KEYS[2], old, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], old)
+    left = old
+  end
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then joined = ARGV[2] end
+end
+return {joined, left}
+",
+    )
+}

@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) cluster: Option<Cluster>,
     /// Entries made by server code (publishes, deliveries), appended in order by a task.
     outbox: Option<mpsc::Sender<LogRecord>>,
+    /// In a cluster: changes of sessions' users, carried out in order by a task.
+    presence_changes: Option<crate::cluster::PresenceChanges>,
     metrics: Metrics,
 }
 
@@ -66,22 +68,22 @@ pub enum PublishError {
     Unavailable,
 }
 
-/// Why a presence call (users, delivery to a user) could not be made.
+/// Why a delivery to a user could not be made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PresenceError {
-    /// Presence is one node's for now: a clustered server does not track users
-    /// (`conformance/KNOWN-GAPS.md`).
-    Clustered,
     /// Not a valid channel name, or not a broadcast or service channel.
     InvalidChannel(String),
+    /// A clustered server has more unsent messages than it keeps while its backplane is
+    /// unreachable.
+    Unavailable,
 }
 
 impl fmt::Display for PresenceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Clustered => write!(f, "presence is not offered on a clustered server yet"),
             Self::InvalidChannel(name) => write!(f, "invalid channel name {name:?}"),
+            Self::Unavailable => write!(f, "too many messages wait for the backplane"),
         }
     }
 }
@@ -381,46 +383,62 @@ impl Server {
 
     /// Associates a session with `user` (Seti's `associate`); the user comes online with its
     /// first session and goes offline when its last one ends. A session associated with
-    /// another user leaves that one. Returns false when the session does not exist. A
-    /// security policy can do the same at handshake with [`Session::set_user`](bayeux_core::Session::set_user).
-    pub fn associate(&self, client_id: &str, user: &str) -> Result<bool, PresenceError> {
-        self.single_node()?;
-        Ok(self.inner.engine.associate(client_id, user))
+    /// another user leaves that one. Returns false when the session does not exist (in a
+    /// cluster: is not served by this node). A security policy can do the same at handshake
+    /// with [`Session::set_user`](bayeux_core::Session::set_user).
+    pub fn associate(&self, client_id: &str, user: &str) -> bool {
+        if !self.inner.engine.associate(client_id, user) {
+            return false;
+        }
+        self.tell_cluster_user(client_id, Some(Arc::from(user)));
+        true
     }
 
-    /// Ends a session's association with its user; false when it had none.
-    pub fn dissociate(&self, client_id: &str) -> Result<bool, PresenceError> {
-        self.single_node()?;
-        Ok(self.inner.engine.dissociate(client_id))
+    /// Ends a session's association with its user; false when it had none (in a cluster:
+    /// or is not served by this node).
+    pub fn dissociate(&self, client_id: &str) -> bool {
+        if !self.inner.engine.dissociate(client_id) {
+            return false;
+        }
+        self.tell_cluster_user(client_id, None);
+        true
     }
 
-    /// The online users (with at least one live session), sorted.
-    pub fn users_online(&self) -> Result<Vec<String>, PresenceError> {
-        self.single_node()?;
-        Ok(self.inner.engine.users_online())
+    /// In a cluster, has the registry count the session's new user (or none).
+    fn tell_cluster_user(&self, client_id: &str, user: Option<Arc<str>>) {
+        if let Some(changes) = &self.inner.presence_changes {
+            let _ = changes.send((ClientId::new(client_id), user));
+        }
     }
 
-    /// Whether `user` has a live session.
-    pub fn is_online(&self, user: &str) -> Result<bool, PresenceError> {
-        Ok(!self.sessions_of_user(user)?.is_empty())
+    /// The online users, sorted: those with at least one live session, in a cluster on any
+    /// node (as of the last presence change this node has read from the log).
+    pub fn users_online(&self) -> Vec<String> {
+        self.inner.engine.users_online()
     }
 
-    /// The live sessions of `user`.
-    pub fn sessions_of_user(&self, user: &str) -> Result<Vec<ClientId>, PresenceError> {
-        self.single_node()?;
-        Ok(self.inner.engine.sessions_of_user(user))
+    /// Whether `user` has a live session (in a cluster: on any node).
+    pub fn is_online(&self, user: &str) -> bool {
+        self.inner.engine.is_online(user)
+    }
+
+    /// The live sessions of `user` served by this node.
+    pub fn sessions_of_user(&self, user: &str) -> Vec<ClientId> {
+        self.inner.engine.sessions_of_user(user)
     }
 
     /// Sends `data` on `channel` to every session of `user`, wherever it is subscribed or
-    /// not (Seti's `deliver`); the message is encoded once. Returns how many sessions it was
-    /// queued for (0: the user is offline).
+    /// not (Seti's `deliver`); the message is encoded once. Returns whether the user is online
+    /// (false: nothing was sent).
+    ///
+    /// In a cluster the message goes through the shared log to every node that serves a
+    /// session of the user, like [`Server::publish`].
     pub fn deliver_to_user(
         &self,
         user: &str,
         channel: &str,
         data: Value,
-    ) -> Result<usize, PresenceError> {
-        self.single_node()?;
+    ) -> Result<bool, PresenceError> {
         let name = ChannelName::parse(channel)
             .ok()
             .filter(|n| !n.is_wildcard() && n.kind() != bayeux_message::ChannelKind::Meta)
@@ -428,14 +446,18 @@ impl Server {
         let message = Message::new()
             .with("channel", name.as_str())
             .with("data", data);
-        Ok(self.inner.engine.deliver_to_user(user, message))
-    }
-
-    fn single_node(&self) -> Result<(), PresenceError> {
-        match self.inner.engine.log_mode() {
-            LogMode::Inline => Ok(()),
-            _ => Err(PresenceError::Clustered),
+        let engine = &self.inner.engine;
+        if engine.log_mode() == LogMode::Inline {
+            return Ok(engine.deliver_to_user(now(), user, message) > 0);
         }
+        if !engine.is_online(user) {
+            return Ok(false);
+        }
+        if let Some(entry) = engine.prepare_deliver_to_user(user, message) {
+            self.send_to_outbox(entry)
+                .map_err(|_| PresenceError::Unavailable)?;
+        }
+        Ok(true)
     }
 
     /// Answers a remote call later (from another task): a delivery to the caller with the
@@ -844,19 +866,28 @@ impl ServerBuilder {
         // Presence events are published by the server itself, which exists only once the
         // engine is built: the listener gets it through `server_cell`.
         let server_cell: Arc<OnceLock<Weak<Inner>>> = Arc::default();
-        if let Some(channel) = self.presence_channel.clone() {
-            engine = engine.with_presence_listener(Arc::new(PresenceEvents {
-                server: Arc::clone(&server_cell),
-                channel,
-            }));
-        }
+        // In a cluster the node that sees a user come or go publishes the event, through the
+        // log; every node's listeners hear of it there.
+        let presence_changes = match (&self.backplane, self.presence_channel.clone()) {
+            (None, Some(channel)) => {
+                engine = engine.with_presence_listener(Arc::new(PresenceEvents {
+                    server: Arc::clone(&server_cell),
+                    channel,
+                }));
+                None
+            }
+            (None, None) => None,
+            (Some(_), channel) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                engine = engine.with_listener(Arc::new(crate::cluster::PresenceTracker {
+                    server: Arc::clone(&server_cell),
+                    changes: tx.clone(),
+                }));
+                Some((tx, rx, channel))
+            }
+        };
         for listener in self.presence_listeners {
             engine = engine.with_presence_listener(listener);
-        }
-        if self.backplane.is_some()
-            && (self.presence_channel.is_some() || engine.has_presence_listeners())
-        {
-            tracing::error!("presence is one node's for now: a clustered server tracks no users");
         }
         let (cluster, outbox) = match self.backplane {
             Some(backplane) => {
@@ -886,6 +917,7 @@ impl ServerBuilder {
             engine,
             cluster,
             outbox,
+            presence_changes: presence_changes.as_ref().map(|(tx, _, _)| tx.clone()),
             metrics: Metrics::new(weak.clone()),
         });
         let weak = Arc::downgrade(&inner);
@@ -895,6 +927,9 @@ impl ServerBuilder {
             tracing::info!(node = %inner.cluster().node, "clustered");
             tokio::spawn(crate::cluster::run_reader(weak.clone()));
             tokio::spawn(crate::cluster::run_upkeep(weak.clone()));
+            if let Some((_, rx, channel)) = presence_changes {
+                tokio::spawn(crate::cluster::run_presence(weak.clone(), rx, channel));
+            }
             tokio::spawn(crate::cluster::run_outbox(weak, outbox));
         }
         Server { inner }

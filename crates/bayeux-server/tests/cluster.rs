@@ -251,3 +251,87 @@ async fn without_broadcast_to_publisher_a_publisher_served_elsewhere_skips_its_o
     let own = poll(&a, &me).await;
     assert_eq!(data(&own), Vec::<Value>::new(), "{own:?}");
 }
+
+/// Records what a node's presence listener hears.
+#[derive(Clone, Default)]
+struct Heard(std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>);
+
+impl bayeux_server::PresenceListener for Heard {
+    fn joined(&self, user: &str) {
+        self.0.lock().unwrap().push((user.to_owned(), true));
+    }
+
+    fn left(&self, user: &str) {
+        self.0.lock().unwrap().push((user.to_owned(), false));
+    }
+}
+
+impl Heard {
+    async fn wait_for(&self, count: usize) -> Vec<(String, bool)> {
+        for _ in 0..400 {
+            if self.0.lock().unwrap().len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_user_is_online_on_every_node_and_reached_wherever_its_session_moves() {
+    let backplane = MemoryBackplane::new();
+    let (heard_a, heard_b) = (Heard::default(), Heard::default());
+    let presence_node = |name: &str, heard: &Heard| {
+        Server::builder()
+            .backplane(backplane.clone())
+            .cluster_options(ClusterOptions::default().node_name(name))
+            .presence_listener(heard.clone())
+            .build()
+    };
+    let (a, b) = (presence_node("a", &heard_a), presence_node("b", &heard_b));
+    ready(&[&a, &b]).await;
+    let cid = connected(&a).await;
+    assert!(a.associate(&cid, "ann"));
+    // A node serves only its own sessions' associations.
+    assert!(!b.associate(&cid, "bob"));
+    let joined = vec![("ann".to_owned(), true)];
+    assert_eq!(heard_a.wait_for(1).await, joined);
+    assert_eq!(heard_b.wait_for(1).await, joined);
+    assert_eq!(b.users_online(), ["ann"]);
+    assert!(b.is_online("ann") && !b.is_online("bob"));
+    assert_eq!(
+        a.sessions_of_user("ann"),
+        [bayeux_server::ClientId::new(cid.as_str())]
+    );
+    assert!(b.sessions_of_user("ann").is_empty());
+
+    // From b to a session on a, through the log.
+    assert_eq!(b.deliver_to_user("ann", "/inbox", json!("one")), Ok(true));
+    assert_eq!(b.deliver_to_user("bob", "/inbox", json!("lost")), Ok(false));
+    assert_eq!(data(&poll(&a, &cid).await), [json!("one")]);
+
+    // The session moves to b: its user goes with it, and nobody hears it leave.
+    assert_eq!(data(&poll(&b, &cid).await), Vec::<Value>::new());
+    assert_eq!(
+        b.sessions_of_user("ann"),
+        [bayeux_server::ClientId::new(cid.as_str())]
+    );
+    assert!(a.sessions_of_user("ann").is_empty());
+    assert_eq!(a.deliver_to_user("ann", "/inbox", json!("two")), Ok(true));
+    assert_eq!(data(&poll(&b, &cid).await), [json!("two")]);
+
+    // It ends: every node hears the user leave, once.
+    let reply = send(
+        &b,
+        json!({"channel": "/meta/disconnect", "id": "7", "clientId": cid}),
+    )
+    .await;
+    assert_eq!(values(&reply)[0]["successful"], json!(true));
+    let both = vec![("ann".to_owned(), true), ("ann".to_owned(), false)];
+    assert_eq!(heard_a.wait_for(2).await, both);
+    assert_eq!(heard_b.wait_for(2).await, both);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(heard_a.wait_for(3).await, both, "heard once");
+    assert!(a.users_online().is_empty() && b.users_online().is_empty());
+}

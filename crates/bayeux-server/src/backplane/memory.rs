@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::{
     Backplane, BackplaneError, BackplaneResult, BoxFuture, Claim, CookieCheck, LogRecord, NodeId,
-    Read, Registration,
+    PresenceChange, Read, Registration,
 };
 
 /// A backplane shared by the clones of one value, in memory.
@@ -42,6 +42,9 @@ struct State {
     owned: HashMap<NodeId, BTreeSet<ClientId>>,
     leader: Option<(NodeId, Instant)>,
     appends: u64,
+    /// Presence: each associated session's user, and how many sessions each user has.
+    session_users: HashMap<ClientId, String>,
+    user_sessions: HashMap<String, usize>,
 }
 
 struct Registered {
@@ -400,6 +403,44 @@ impl Backplane for MemoryBackplane {
             }
             free
         });
+        Box::pin(async move { result })
+    }
+
+    fn associate(
+        &self,
+        session: &ClientId,
+        user: Option<&str>,
+    ) -> BoxFuture<'_, BackplaneResult<PresenceChange>> {
+        let result = self.with(|state| {
+            let mut change = PresenceChange::default();
+            let old = state.session_users.get(session).cloned();
+            if old.as_deref() == user {
+                return change;
+            }
+            if let Some(old) = old {
+                let count = state.user_sessions.entry(old.clone()).or_default();
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    state.user_sessions.remove(&old);
+                    change.left = Some(old);
+                }
+                state.session_users.remove(session);
+            }
+            if let Some(user) = user {
+                state.session_users.insert(session.clone(), user.to_owned());
+                let count = state.user_sessions.entry(user.to_owned()).or_default();
+                *count += 1;
+                if *count == 1 {
+                    change.joined = Some(user.to_owned());
+                }
+            }
+            change
+        });
+        Box::pin(async move { result })
+    }
+
+    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<String>>> {
+        let result = self.with(|state| state.user_sessions.keys().cloned().collect());
         Box::pin(async move { result })
     }
 }

@@ -264,4 +264,25 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Takes or keeps the lead of the clean-up for `ttl`; true while `node` has it.
     fn lead(&self, node: &NodeId, ttl: Duration) -> BoxFuture<'_, BackplaneResult<bool>>;
+
+    /// Associates `session` with `user`, or ends its association (`None`), in the cluster's
+    /// presence, atomically: a user is online while it has sessions. Says who came online and
+    /// who went offline by this call (the caller appends that to the log). Idempotent.
+    fn associate(
+        &self,
+        session: &ClientId,
+        user: Option<&str>,
+    ) -> BoxFuture<'_, BackplaneResult<PresenceChange>>;
+
+    /// The users online in the whole cluster.
+    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<String>>>;
+}
+
+/// What an association changed in the cluster's presence.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// The user that came online (its first session).
+    pub joined: Option<String>,
+    /// The user that went offline (its last session ended, or moved to another user).
+    pub left: Option<String>,
 }

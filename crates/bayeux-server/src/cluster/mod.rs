@@ -8,11 +8,13 @@
 //! - `upkeep`: heartbeats, checkpoints of changed sessions, expiry and drain hand-overs, and
 //!   the clean-up of dead nodes by whichever node leads it.
 //! - `outbox`: what server code publishes, appended in order in the background.
+//! - `presence`: which users are online on any node, counted in the backplane's registry.
 //!
 //! The engine runs in [`LogMode::Shared`](bayeux_core::LogMode::Shared): a request's changes
 //! come back as effects, which `carry_out` appends; they apply when the reader reads them.
 
 mod outbox;
+mod presence;
 mod reader;
 mod takeover;
 mod upkeep;
@@ -29,6 +31,7 @@ use tokio::sync::oneshot;
 use crate::backplane::{Backplane, BackplaneError, NodeId};
 
 pub(crate) use outbox::run as run_outbox;
+pub(crate) use presence::{run as run_presence, Changes as PresenceChanges, PresenceTracker};
 pub(crate) use reader::run as run_reader;
 pub(crate) use upkeep::{after_sweep, release_all, run as run_upkeep};
 

@@ -40,6 +40,17 @@ pub(crate) async fn run(inner: Weak<Inner>) {
         if let Ok(head) = head {
             cluster.applied.lock().await.position = head;
             strong.engine.start_at(head);
+            // Who is online as of `head` (or a little later: presence entries are idempotent).
+            match cluster.backplane.online_users().await {
+                Ok(users) => strong.engine.start_presence_at(users),
+                Err(error) => {
+                    cluster.note::<()>(&Err(error));
+                    drop(strong);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
             if strong.engine.history_enabled() {
                 fill_history(&strong, head).await;
             }
