@@ -10,9 +10,7 @@ use std::time::Duration;
 use bayeux_core::{BrowserId, Entry, SessionRecord};
 use bayeux_message::{ChannelName, ClientId, EncodedMessage};
 use bayeux_redis::{RedisBackplane, RedisOptions};
-use bayeux_server::backplane::{
-    Backplane, Claim, CookieCheck, LogRecord, NodeId, PresenceChange, Registration,
-};
+use bayeux_server::backplane::{Backplane, Claim, CookieCheck, LogRecord, NodeId, Registration};
 use bayeux_server::MemoryBackplane;
 use serde_json::json;
 use support::redis::{RedisCluster, RedisSentinel, RedisServer};
@@ -313,67 +311,71 @@ async fn check_contract(backplane: &dyn Backplane) {
 }
 
 /// Presence: a user is online from its first session's association to its last one's end;
-/// repeating a call changes nothing.
+/// repeating a call changes nothing; each change has a higher version than the one before.
 async fn check_presence(backplane: &dyn Backplane) {
-    let change = |joined: Option<&str>, left: Option<&str>| PresenceChange {
-        joined: joined.map(str::to_owned),
-        left: left.map(str::to_owned),
-    };
-    let (s1, s2, s3) = (
-        ClientId::new("p1"),
-        ClientId::new("p2"),
-        ClientId::new("p3"),
-    );
+    let mut last_version = 0;
+    // Associates, checks who joined and left, and that their versions went up.
+    let mut associate =
+        async |session: &str, user: Option<&str>, joined: Option<&str>, left: Option<&str>| {
+            let change = backplane
+                .associate(&ClientId::new(session), user)
+                .await
+                .unwrap();
+            let mut versions = Vec::new();
+            for (got, want) in [(&change.left, left), (&change.joined, joined)] {
+                assert_eq!(got.as_ref().map(|(u, _)| u.as_str()), want, "{change:?}");
+                if let Some((_, version)) = got {
+                    versions.push(*version);
+                }
+            }
+            for version in versions {
+                assert!(version > last_version, "{change:?} after {last_version}");
+                last_version = version;
+            }
+            change
+        };
     let online = || async {
         let mut users = backplane.online_users().await.unwrap();
         users.sort();
         users
     };
-    assert_eq!(online().await, Vec::<String>::new());
-    let said = backplane.associate(&s1, Some("zo\u{eb}")).await.unwrap();
-    assert_eq!(said, change(Some("zo\u{eb}"), None));
+    assert_eq!(online().await, Vec::<(String, u64)>::new());
+    let zoe = associate("p1", Some("zo\u{eb}"), Some("zo\u{eb}"), None).await;
+    associate("p1", Some("zo\u{eb}"), None, None).await;
+    associate("p2", Some("zo\u{eb}"), None, None).await;
+    let yan = associate("p3", Some("yan"), Some("yan"), None).await;
+    let (zoe_at, yan_at) = (zoe.joined.unwrap().1, yan.joined.unwrap().1);
     assert_eq!(
-        backplane.associate(&s1, Some("zo\u{eb}")).await.unwrap(),
-        change(None, None)
+        online().await,
+        [("yan".to_owned(), yan_at), ("zo\u{eb}".to_owned(), zoe_at)]
     );
-    assert_eq!(
-        backplane.associate(&s2, Some("zo\u{eb}")).await.unwrap(),
-        change(None, None)
-    );
-    assert_eq!(
-        backplane.associate(&s3, Some("yan")).await.unwrap(),
-        change(Some("yan"), None)
-    );
-    assert_eq!(online().await, ["yan", "zo\u{eb}"]);
     // A session moving to another user: the old one stays while it has another session.
-    assert_eq!(
-        backplane.associate(&s1, Some("yan")).await.unwrap(),
-        change(None, None)
-    );
-    assert_eq!(
-        backplane.associate(&s2, None).await.unwrap(),
-        change(None, Some("zo\u{eb}"))
-    );
-    assert_eq!(
-        backplane.associate(&s2, None).await.unwrap(),
-        change(None, None)
-    );
-    assert_eq!(online().await, ["yan"]);
+    associate("p1", Some("yan"), None, None).await;
+    associate("p2", None, None, Some("zo\u{eb}")).await;
+    associate("p2", None, None, None).await;
+    assert_eq!(online().await, [("yan".to_owned(), yan_at)]);
+    // Every association is listed, a few at a time.
+    let mut listed = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let (next, sessions) = backplane.associated_sessions(cursor, 1).await.unwrap();
+        listed.extend(sessions.into_iter().map(|s| s.as_str().to_owned()));
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    listed.sort();
+    listed.dedup();
+    assert_eq!(listed, ["p1", "p3"]);
     // The last session moves to a new user: one leaves, one joins, in one call.
-    assert_eq!(
-        backplane.associate(&s3, None).await.unwrap(),
-        change(None, None)
-    );
-    assert_eq!(
-        backplane.associate(&s1, Some("xi")).await.unwrap(),
-        change(Some("xi"), Some("yan"))
-    );
-    assert_eq!(online().await, ["xi"]);
-    assert_eq!(
-        backplane.associate(&s1, None).await.unwrap(),
-        change(None, Some("xi"))
-    );
-    assert_eq!(online().await, Vec::<String>::new());
+    associate("p3", None, None, None).await;
+    let xi = associate("p1", Some("xi"), Some("xi"), Some("yan")).await;
+    assert_eq!(online().await, [("xi".to_owned(), xi.joined.unwrap().1)]);
+    associate("p1", None, None, Some("xi")).await;
+    assert_eq!(online().await, Vec::<(String, u64)>::new());
+    let (next, none) = backplane.associated_sessions(0, 10).await.unwrap();
+    assert_eq!((next, none), (0, Vec::new()));
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ use crate::hold::Hold;
 use crate::ids::{BrowserId, IdSource};
 use crate::listener::SessionListener;
 use crate::log::{Effect, Gate, LogMode, Pending};
-use crate::presence::{Presence, PresenceListener};
+use crate::presence::{ClusterPresence, Presence, PresenceListener};
 use crate::registry::ChannelRegistry;
 use crate::security::{AllowAll, Authorizer, HttpInfo, SecurityPolicy};
 use crate::service::{MessageListener, Service};
@@ -159,7 +159,7 @@ pub struct Engine {
     /// Users and their sessions: all of them on one node; in a cluster, those served here.
     pub(crate) presence: Presence,
     /// In a cluster: the users online on any node, as the shared log says.
-    pub(crate) online: DashMap<String, ()>,
+    pub(crate) online: ClusterPresence,
     pub(crate) presence_listeners: Vec<Arc<dyn PresenceListener>>,
 }
 
@@ -199,7 +199,7 @@ impl Engine {
             applied: AtomicU64::new(0),
             history: History::default(),
             presence: Presence::default(),
-            online: DashMap::new(),
+            online: ClusterPresence::default(),
             presence_listeners: Vec::new(),
         }
     }
@@ -262,11 +262,7 @@ impl Engine {
     pub fn users_online(&self) -> Vec<String> {
         match self.log_mode {
             LogMode::Inline => self.presence.users(),
-            LogMode::Shared => {
-                let mut users: Vec<String> = self.online.iter().map(|e| e.key().clone()).collect();
-                users.sort();
-                users
-            }
+            LogMode::Shared => self.online.users(),
         }
     }
 
@@ -274,7 +270,7 @@ impl Engine {
     pub fn is_online(&self, user: &str) -> bool {
         match self.log_mode {
             LogMode::Inline => !self.presence.sessions_of(user).is_empty(),
-            LogMode::Shared => self.online.contains_key(user),
+            LogMode::Shared => self.online.is_online(user),
         }
     }
 
@@ -283,23 +279,16 @@ impl Engine {
         self.presence.sessions_of(user)
     }
 
-    /// In a cluster: the users online when this node starts reading the shared log at
-    /// position `head` (the registry's view as of then), before it applies what follows.
-    pub fn start_presence_at(&self, users: Vec<String>) {
-        self.online.clear();
-        for user in users {
-            self.online.insert(user, ());
-        }
+    /// In a cluster: the users online (with their versions) when this node starts reading
+    /// the shared log, before it applies what follows.
+    pub fn start_presence_at(&self, now: Instant, online: Vec<(String, u64)>) {
+        self.online.reset(now, online);
     }
 
-    /// Applies a presence change read from the shared log: tells the listeners.
-    pub(crate) fn presence_changed(&self, user: &str, online: bool) {
-        let changed = if online {
-            self.online.insert(user.to_owned(), ()).is_none()
-        } else {
-            self.online.remove(user).is_some()
-        };
-        if !changed {
+    /// Applies a presence change read from the shared log: tells the listeners, unless it
+    /// is known or older than what is known.
+    pub(crate) fn presence_changed(&self, now: Instant, user: &str, online: bool, version: u64) {
+        if !self.online.change(now, user, online, version) {
             return;
         }
         for listener in &self.presence_listeners {

@@ -15,6 +15,9 @@ use crate::listener::RemovalReason;
 use crate::log::LogMode;
 use crate::session::{LocalSink, Session, SessionState};
 
+/// How long a node remembers that a user went offline, in a cluster.
+const FORGET_OFFLINE_AFTER: Duration = Duration::from_secs(600);
+
 /// What one sweep found.
 #[derive(Debug, Default)]
 pub struct Sweep {
@@ -70,6 +73,13 @@ impl Engine {
     /// expires `interval + maxInterval` after that connect's deadline.
     pub fn sweep(&self, now: Instant) -> Sweep {
         let shared = self.log_mode == LogMode::Shared;
+        if shared {
+            // A presence change read this late after a newer one is taken as new: appends
+            // are not delayed that long but by a backplane outage.
+            if let Some(before) = now.checked_sub(FORGET_OFFLINE_AFTER) {
+                self.online.forget_offline_before(before);
+            }
+        }
         let mut sweep = Sweep::default();
         let expired: Vec<Arc<Session>> = self
             .sessions

@@ -75,6 +75,8 @@ pub enum Entry {
         user: String,
         /// Whether it is online now.
         online: bool,
+        /// The backplane's version of this change: later changes have higher ones.
+        version: u64,
     },
     /// A message for every session of a user, on whichever node serves it.
     DeliverUser {
@@ -279,8 +281,12 @@ impl Engine {
                 self.forget(session.as_str());
                 (0, Vec::new())
             }
-            Entry::Presence { user, online } => {
-                self.presence_changed(user, *online);
+            Entry::Presence {
+                user,
+                online,
+                version,
+            } => {
+                self.presence_changed(now, user, *online, *version);
                 (0, Vec::new())
             }
             Entry::DeliverUser { user, message } => {

@@ -7,6 +7,9 @@
 //! any node is decided by the backplane and read from the shared log (`Entry::Presence`).
 
 use std::sync::Arc;
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
 
 use bayeux_message::ClientId;
 use dashmap::DashMap;
@@ -63,9 +66,113 @@ impl Presence {
     }
 }
 
+/// In a cluster: who is online on any node, as the shared log says.
+///
+/// Each change carries the version the backplane gave it (increasing across the cluster).
+/// Two nodes that change one user at the same moment may append their changes in the other
+/// order; a change older than what is known of its user is ignored, so every node ends in the
+/// registry's state, having told its listeners the same things. A user that went offline is
+/// remembered a while ([`ClusterPresence::forget_offline_before`]) to refuse a late join.
+#[derive(Default)]
+pub(crate) struct ClusterPresence {
+    users: DashMap<String, Known>,
+}
+
+struct Known {
+    online: bool,
+    version: u64,
+    since: Instant,
+}
+
+impl ClusterPresence {
+    /// Starts over from the backplane's list of online users and their versions.
+    pub(crate) fn reset(&self, now: Instant, online: Vec<(String, u64)>) {
+        self.users.clear();
+        for (user, version) in online {
+            let known = Known {
+                online: true,
+                version,
+                since: now,
+            };
+            self.users.insert(user, known);
+        }
+    }
+
+    /// Applies a change read from the log; true when the user's state changed (tell the
+    /// listeners), false for a change already known or older than what is known.
+    pub(crate) fn change(&self, now: Instant, user: &str, online: bool, version: u64) -> bool {
+        let mut known = self.users.entry(user.to_owned()).or_insert(Known {
+            online: false,
+            version: 0,
+            since: now,
+        });
+        if known.version >= version {
+            return false;
+        }
+        let flipped = known.online != online;
+        *known = Known {
+            online,
+            version,
+            since: now,
+        };
+        flipped
+    }
+
+    /// Whether `user` is online.
+    pub(crate) fn is_online(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|known| known.online)
+    }
+
+    /// Every online user, sorted.
+    pub(crate) fn users(&self) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .users
+            .iter()
+            .filter(|e| e.value().online)
+            .map(|e| e.key().clone())
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Forgets the users that went offline before `before` (a change of them delayed that
+    /// long is taken as new).
+    pub(crate) fn forget_offline_before(&self, before: Instant) {
+        self.users
+            .retain(|_, known| known.online || known.since >= before);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_ignores_a_change_older_than_what_it_knows() {
+        let presence = ClusterPresence::default();
+        let t0 = Instant::now();
+        presence.reset(t0, vec![("ann".into(), 3)]);
+        assert!(!presence.change(t0, "ann", true, 2), "older than the start");
+        assert!(presence.change(t0, "ann", false, 5));
+        // The join that came before the leave, appended after it: ignored.
+        assert!(!presence.change(t0, "ann", true, 4));
+        assert!(!presence.is_online("ann"));
+        assert!(!presence.change(t0, "ann", false, 5), "read twice");
+        assert!(presence.change(t0, "bob", true, 6));
+        assert!(presence.change(t0, "ann", true, 7));
+        assert_eq!(presence.users(), ["ann", "bob"]);
+        // A leave for a user never seen online changes nothing, but is remembered.
+        assert!(!presence.change(t0, "cy", false, 9));
+        assert!(!presence.change(t0, "cy", true, 8));
+        assert!(presence.change(t0, "bob", false, 10));
+        let later = t0 + Duration::from_secs(60);
+        presence.forget_offline_before(later);
+        assert!(
+            presence.change(later, "cy", true, 8),
+            "forgotten: taken as new"
+        );
+        assert_eq!(presence.users(), ["ann", "cy"]);
+    }
 
     #[test]
     fn a_user_is_online_from_its_first_session_to_the_end_of_its_last() {

@@ -9,7 +9,7 @@
 //! | `d` | deliver | `to` session, `m` message |
 //! | `s` / `u` | subscribe / unsubscribe | `cid` session, `c` JSON array of channels; for `s`, `rp` the history to replay, `{"/chan": -2 or id}` (optional) |
 //! | `r` | remove | `cid` session |
-//! | `pr` | presence | `usr` user, `on` `1` (came online) or `0` (went offline) |
+//! | `pr` | presence | `usr` user, `on` `1` (came online) or `0` (went offline), `v` version |
 //! | `du` | deliver to a user | `usr` user, `m` message |
 //! | `mv` | move | `cid`, `e` epoch, `from` node |
 //! | `rl` | released | `cid`, `e` epoch, `rec` record as JSON (optional) |
@@ -69,10 +69,15 @@ pub(crate) fn record_fields(record: &LogRecord, at_ms: u64) -> Vec<(&'static str
         LogRecord::Entry(Entry::Remove { session }) => {
             vec![("k", "r".to_owned()), ("cid", session.as_str().to_owned())]
         }
-        LogRecord::Entry(Entry::Presence { user, online }) => vec![
+        LogRecord::Entry(Entry::Presence {
+            user,
+            online,
+            version,
+        }) => vec![
             ("k", "pr".to_owned()),
             ("usr", user.clone()),
             ("on", if *online { "1" } else { "0" }.to_owned()),
+            ("v", version.to_string()),
         ],
         LogRecord::Entry(Entry::DeliverUser { user, message }) => vec![
             ("k", "du".to_owned()),
@@ -166,6 +171,9 @@ pub(crate) fn parse_record(fields: &HashMap<String, String>) -> Result<LogRecord
                 "0" => false,
                 other => return Err(format!("presence: {other:?}")),
             },
+            version: get("v")?
+                .parse()
+                .map_err(|e| format!("presence version: {e}"))?,
         }),
         "du" => LogRecord::Entry(Entry::DeliverUser {
             user: get("usr")?.clone(),
@@ -319,6 +327,7 @@ mod tests {
             round_trip(LogRecord::Entry(Entry::Presence {
                 user: "b\u{f6}b".into(),
                 online,
+                version: 7,
             }));
         }
         round_trip(LogRecord::Entry(Entry::Subscribe {

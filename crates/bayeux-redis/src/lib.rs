@@ -21,9 +21,14 @@
 //! | `bayeux:node:{node}:sessions` | set | the sessions a node owns |
 //! | `bayeux:nodes` | set | the nodes that exist |
 //! | `bayeux:leader` | string with TTL | the node leading the clean-up of dead ones |
+//! | `bayeux:{presence}:session-users` | hash | each associated session's user |
+//! | `bayeux:{presence}:user-sessions` | hash | each online user's number of sessions |
+//! | `bayeux:{presence}:online` | hash | each online user's version (of its coming online) |
+//! | `bayeux:{presence}:version` | counter | the last version given to a presence change |
 //!
 //! Every change to one session's hash is one Lua script on that one key, so it is atomic and
 //! works on a Redis Cluster (each key hashes to its own slot; the log lives on one master).
+//! The four presence keys share one slot (`{presence}`), changed together by one script.
 //! Publishing is one `XADD`, whatever the number of subscribers. Needs Redis 7 (log ids of the
 //! form `0-*`), and persistence (AOF) for sessions to survive a Redis restart.
 //!
@@ -105,9 +110,12 @@ struct Keys {
     marks: String,
     nodes: String,
     leader: String,
-    /// Presence: session -> user, and user -> number of sessions (one hash slot: `{presence}`).
+    /// Presence: session -> user, online user -> number of sessions, online user -> version,
+    /// and the version counter (one hash slot: `{presence}`).
     session_users: String,
     user_sessions: String,
+    online_users: String,
+    presence_version: String,
     prefix: String,
 }
 
@@ -145,6 +153,8 @@ impl RedisBackplane {
             leader: format!("{prefix}:leader"),
             session_users: format!("{prefix}:{{presence}}:session-users"),
             user_sessions: format!("{prefix}:{{presence}}:user-sessions"),
+            online_users: format!("{prefix}:{{presence}}:online"),
+            presence_version: format!("{prefix}:{{presence}}:version"),
             prefix,
         };
         Ok(Self {
@@ -768,25 +778,51 @@ impl Backplane for RedisBackplane {
             invocation
                 .key(&self.keys.session_users)
                 .key(&self.keys.user_sessions)
+                .key(&self.keys.online_users)
+                .key(&self.keys.presence_version)
                 .arg(session.as_str())
                 .arg(user);
-            let (joined, left): (String, String) = self
+            let (left, left_version, joined, joined_version): (String, u64, String, u64) = self
                 .commands
                 .run_script(&invocation)
                 .await
                 .map_err(unavailable)?;
-            let some = |user: String| (!user.is_empty()).then_some(user);
+            let some = |user: String, version| (!user.is_empty()).then_some((user, version));
             Ok(PresenceChange {
-                joined: some(joined),
-                left: some(left),
+                joined: some(joined, joined_version),
+                left: some(left, left_version),
             })
         })
     }
 
-    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<String>>> {
+    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<(String, u64)>>> {
         Box::pin(async move {
-            let cmd = redis::cmd("HKEYS").arg(&self.keys.user_sessions).to_owned();
-            self.commands.run(&cmd).await.map_err(unavailable)
+            let cmd = redis::cmd("HGETALL")
+                .arg(&self.keys.online_users)
+                .to_owned();
+            let users: Vec<(String, u64)> = self.commands.run(&cmd).await.map_err(unavailable)?;
+            Ok(users)
+        })
+    }
+
+    fn associated_sessions(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> BoxFuture<'_, BackplaneResult<(u64, Vec<ClientId>)>> {
+        Box::pin(async move {
+            let cmd = redis::cmd("HSCAN")
+                .arg(&self.keys.session_users)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(count.max(1))
+                .to_owned();
+            let (next, pairs): (u64, Vec<(String, String)>) =
+                self.commands.run(&cmd).await.map_err(unavailable)?;
+            Ok((
+                next,
+                pairs.into_iter().map(|(s, _)| ClientId::new(s)).collect(),
+            ))
         })
     }
 }

@@ -1,5 +1,6 @@
-//! The Lua scripts that change a session's hash (or the leader key) atomically. Each touches
-//! one key only, so that it runs on a Redis Cluster too.
+//! The Lua scripts that change a session's hash (or the leader key, or the presence keys)
+//! atomically. Each touches one key, or keys of one hash slot, so that it runs on a Redis
+//! Cluster too.
 
 use redis::Script;
 
@@ -94,28 +95,36 @@ return 0
     )
 }
 
-/// Associates session `ARGV[1]` with user `ARGV[2]` (empty: with none): `KEYS[1]` maps sessions
-/// to users, `KEYS[2]` users to their number of sessions (both in one hash slot). Answers
-/// `{joined, left}`: the user that came online and the one that went offline (empty: none).
+/// Associates session `ARGV[1]` with user `ARGV[2]` (empty: with none). `KEYS[1]` maps sessions
+/// to users, `KEYS[2]` online users to their number of sessions, `KEYS[3]` online users to the
+/// version of their coming online, `KEYS[4]` counts versions (all four in one hash slot).
+/// Answers `{left, version, joined, version}`: the user that went offline and the one that
+/// came online (empty, 0: none).
 pub(crate) fn associate() -> Script {
     Script::new(
         r"
 local old = redis.call('HGET', KEYS[1], ARGV[1]) or ''
-if old == ARGV[2] then return {'', ''} end
-local joined, left = '', ''
+if old == ARGV[2] then return {'', 0, '', 0} end
+local left, left_version, joined, joined_version = '', 0, '', 0
 if old ~= '' then
   if redis.call('HINCRBY', KEYS[2], old, -1) <= 0 then
     redis.call('HDEL', KEYS[2], old)
+    redis.call('HDEL', KEYS[3], old)
     left = old
+    left_version = redis.call('INCR', KEYS[4])
   end
 end
 if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])
 else
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then joined = ARGV[2] end
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+    joined = ARGV[2]
+    joined_version = redis.call('INCR', KEYS[4])
+    redis.call('HSET', KEYS[3], ARGV[2], joined_version)
+  end
 end
-return {joined, left}
+return {left, left_version, joined, joined_version}
 ",
     )
 }

@@ -37,7 +37,7 @@ pub(crate) struct Inner {
     /// Entries made by server code (publishes, deliveries), appended in order by a task.
     outbox: Option<mpsc::Sender<LogRecord>>,
     /// In a cluster: changes of sessions' users, carried out in order by a task.
-    presence_changes: Option<crate::cluster::PresenceChanges>,
+    pub(crate) presence_changes: Option<crate::cluster::PresenceChanges>,
     metrics: Metrics,
 }
 

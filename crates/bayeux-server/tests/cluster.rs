@@ -267,8 +267,9 @@ impl bayeux_server::PresenceListener for Heard {
 }
 
 impl Heard {
+    /// What was heard once `count` things were, or after 3 s.
     async fn wait_for(&self, count: usize) -> Vec<(String, bool)> {
-        for _ in 0..400 {
+        for _ in 0..600 {
             if self.0.lock().unwrap().len() >= count {
                 break;
             }
@@ -334,4 +335,33 @@ async fn a_user_is_online_on_every_node_and_reached_wherever_its_session_moves()
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(heard_a.wait_for(3).await, both, "heard once");
     assert!(a.users_online().is_empty() && b.users_online().is_empty());
+}
+
+#[tokio::test]
+async fn a_user_whose_session_vanished_from_the_registry_goes_offline() {
+    let backplane = MemoryBackplane::new();
+    let heard = Heard::default();
+    let a = Server::builder()
+        .backplane(backplane.clone())
+        .cluster_options(ClusterOptions::default().node_name("a"))
+        .presence_listener(heard.clone())
+        .build();
+    ready(&[&a]).await;
+    let cid = connected(&a).await;
+    assert!(a.associate(&cid, "gus"));
+    assert_eq!(heard.wait_for(1).await, [("gus".to_owned(), true)]);
+    // As if a node removed the session and died before ending its association.
+    let removed = bayeux_server::backplane::Backplane::remove(
+        &backplane,
+        &bayeux_server::ClientId::new(cid.as_str()),
+        None,
+    )
+    .await;
+    assert_eq!(removed, Ok(true));
+    // The node leading the clean-up finds it within a lead period (1 s).
+    assert_eq!(
+        heard.wait_for(2).await,
+        [("gus".to_owned(), true), ("gus".to_owned(), false)]
+    );
+    assert!(a.users_online().is_empty());
 }

@@ -3,7 +3,7 @@
 //! trait exactly (one total order, leases, TTLs on Tokio's clock) and can be made unreachable,
 //! which makes it the backplane of the driver's own tests; Redis is the one to deploy.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,8 +43,10 @@ struct State {
     leader: Option<(NodeId, Instant)>,
     appends: u64,
     /// Presence: each associated session's user, and how many sessions each user has.
-    session_users: HashMap<ClientId, String>,
-    user_sessions: HashMap<String, usize>,
+    session_users: BTreeMap<ClientId, String>,
+    /// Each online user's number of sessions and the version of its coming online.
+    user_sessions: HashMap<String, (usize, u64)>,
+    presence_version: u64,
 }
 
 struct Registered {
@@ -418,20 +420,24 @@ impl Backplane for MemoryBackplane {
                 return change;
             }
             if let Some(old) = old {
-                let count = state.user_sessions.entry(old.clone()).or_default();
+                state.session_users.remove(session);
+                let count = &mut state.user_sessions.entry(old.clone()).or_default().0;
                 *count = count.saturating_sub(1);
                 if *count == 0 {
                     state.user_sessions.remove(&old);
-                    change.left = Some(old);
+                    state.presence_version += 1;
+                    change.left = Some((old, state.presence_version));
                 }
-                state.session_users.remove(session);
             }
             if let Some(user) = user {
                 state.session_users.insert(session.clone(), user.to_owned());
-                let count = state.user_sessions.entry(user.to_owned()).or_default();
+                let next = state.presence_version + 1;
+                let (count, version) = state.user_sessions.entry(user.to_owned()).or_default();
                 *count += 1;
                 if *count == 1 {
-                    change.joined = Some(user.to_owned());
+                    *version = next;
+                    state.presence_version = next;
+                    change.joined = Some((user.to_owned(), next));
                 }
             }
             change
@@ -439,8 +445,41 @@ impl Backplane for MemoryBackplane {
         Box::pin(async move { result })
     }
 
-    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<String>>> {
-        let result = self.with(|state| state.user_sessions.keys().cloned().collect());
+    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<(String, u64)>>> {
+        let result = self.with(|state| {
+            state
+                .user_sessions
+                .iter()
+                .map(|(user, (_, version))| (user.clone(), *version))
+                .collect()
+        });
+        Box::pin(async move { result })
+    }
+
+    fn associated_sessions(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> BoxFuture<'_, BackplaneResult<(u64, Vec<ClientId>)>> {
+        // The cursor is how many sessions came before, in the map's order: a session added
+        // or removed meanwhile may be seen twice or missed once, as with Redis's HSCAN.
+        let result = self.with(|state| {
+            let start = cursor as usize;
+            let sessions: Vec<ClientId> = state
+                .session_users
+                .keys()
+                .skip(start)
+                .take(count.max(1))
+                .cloned()
+                .collect();
+            let next = start + sessions.len();
+            let next = if next >= state.session_users.len() {
+                0
+            } else {
+                next as u64
+            };
+            (next, sessions)
+        });
         Box::pin(async move { result })
     }
 }

@@ -267,22 +267,33 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Associates `session` with `user`, or ends its association (`None`), in the cluster's
     /// presence, atomically: a user is online while it has sessions. Says who came online and
-    /// who went offline by this call (the caller appends that to the log). Idempotent.
+    /// who went offline by this call (the caller appends that to the log), each change with a
+    /// version higher than any given before. Idempotent.
     fn associate(
         &self,
         session: &ClientId,
         user: Option<&str>,
     ) -> BoxFuture<'_, BackplaneResult<PresenceChange>>;
 
-    /// The users online in the whole cluster.
-    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<String>>>;
+    /// The users online in the whole cluster, each with the version of its coming online.
+    fn online_users(&self) -> BoxFuture<'_, BackplaneResult<Vec<(String, u64)>>>;
+
+    /// Up to about `count` sessions associated with a user, from `cursor` (0: the start), and
+    /// the cursor to go on from (0: done). For a sweep that ends the associations of
+    /// sessions that no longer exist.
+    fn associated_sessions(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> BoxFuture<'_, BackplaneResult<(u64, Vec<ClientId>)>>;
 }
 
 /// What an association changed in the cluster's presence.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PresenceChange {
-    /// The user that came online (its first session).
-    pub joined: Option<String>,
-    /// The user that went offline (its last session ended, or moved to another user).
-    pub left: Option<String>,
+    /// The user that came online (its first session), and the change's version.
+    pub joined: Option<(String, u64)>,
+    /// The user that went offline (its last session ended, or moved to another user), and
+    /// the change's version.
+    pub left: Option<(String, u64)>,
 }

@@ -22,7 +22,7 @@ use bayeux_core::{Entry, RemovalReason, SessionListener};
 use bayeux_message::{ChannelName, ClientId};
 use tokio::sync::mpsc;
 
-use crate::backplane::LogRecord;
+use crate::backplane::{LogRecord, PresenceChange};
 use crate::server::Inner;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -81,13 +81,7 @@ pub(crate) async fn run(
             let changed = cluster.backplane.associate(&session, user.as_deref()).await;
             cluster.note(&changed);
             if let Ok(change) = changed {
-                let mut records = Vec::new();
-                for (user, online) in [(change.left, false), (change.joined, true)] {
-                    if let Some(user) = user {
-                        records.extend(presence_records(&strong, user, online, channel.as_ref()));
-                    }
-                }
-                break records;
+                break change_records(&strong, change, channel.as_ref());
             }
             drop(strong);
             tokio::time::sleep(backoff).await;
@@ -99,22 +93,28 @@ pub(crate) async fn run(
     }
 }
 
-/// What tells the cluster that `user` came online or went offline: the `Presence` entry every
-/// node's listeners hear, and the event on the presence channel, if there is one.
-fn presence_records(
+/// What tells the cluster of `change`: for each user that left or came online, the `Presence`
+/// entry every node's listeners hear, then the event on the presence channel, if there is one
+/// (after the entry: a node has counted the user in or out by the time its subscribers see
+/// the event).
+pub(crate) fn change_records(
     inner: &Inner,
-    user: String,
-    online: bool,
+    change: PresenceChange,
     channel: Option<&ChannelName>,
 ) -> Vec<LogRecord> {
-    // The entry first: a node has counted the user in (or out) by the time its subscribers
-    // see the event.
-    let mut records = vec![LogRecord::Entry(Entry::Presence {
-        user: user.clone(),
-        online,
-    })];
-    if let Some(channel) = channel {
+    let mut records = Vec::new();
+    let changes = [(change.left, false), (change.joined, true)];
+    for ((user, version), online) in changes
+        .into_iter()
+        .filter_map(|(user, online)| Some((user?, online)))
+    {
         let data = serde_json::json!({"user": user, "online": online});
+        records.push(LogRecord::Entry(Entry::Presence {
+            user,
+            online,
+            version,
+        }));
+        let Some(channel) = channel else { continue };
         match inner.engine.prepare_publish(channel, data) {
             Ok(Some(entry)) => records.push(LogRecord::Entry(entry)),
             Ok(None) => {}

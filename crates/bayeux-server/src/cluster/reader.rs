@@ -42,7 +42,7 @@ pub(crate) async fn run(inner: Weak<Inner>) {
             strong.engine.start_at(head);
             // Who is online as of `head` (or a little later: presence entries are idempotent).
             match cluster.backplane.online_users().await {
-                Ok(users) => strong.engine.start_presence_at(users),
+                Ok(users) => strong.engine.start_presence_at(now(), users),
                 Err(error) => {
                     cluster.note::<()>(&Err(error));
                     drop(strong);

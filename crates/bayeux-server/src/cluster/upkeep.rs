@@ -1,6 +1,7 @@
 //! A node's upkeep: its heartbeat, checkpoints of changed sessions, what a sweep found
 //! (expired sessions, sessions leaving a draining node), and, on the one node that leads it,
-//! the clean-up after dead nodes and the log's time-based retention.
+//! the clean-up after dead nodes, the log's time-based retention, and the sweep of presence
+//! associations whose sessions are gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -26,6 +27,7 @@ pub(crate) async fn run(inner: Weak<Inner>) {
     let mut last_checkpoint = Instant::now();
     let mut last_lead = Instant::now();
     let mut dead_since: HashMap<NodeId, Instant> = HashMap::new();
+    let mut presence_cursor = 0;
     loop {
         ticker.tick().await;
         let Some(inner) = inner.upgrade() else {
@@ -53,6 +55,7 @@ pub(crate) async fn run(inner: Weak<Inner>) {
             cluster.note(&leads);
             if leads == Ok(true) {
                 clean_up_dead_nodes(&inner, &mut dead_since).await;
+                presence_cursor = sweep_associations(&inner, presence_cursor).await;
                 if let Some(age) = options.retention_age {
                     let trimmed = cluster.backplane.trim_older_than(age).await;
                     cluster.note(&trimmed);
@@ -164,6 +167,37 @@ pub(crate) async fn release_all(inner: &Arc<Inner>) {
     let forgotten = cluster.backplane.forget_node(&cluster.node).await;
     cluster.note(&forgotten);
     tracing::info!(node = %cluster.node, sessions = ids.len(), "sessions handed over");
+}
+
+/// Associations checked per second by the node leading the clean-up.
+const ASSOCIATIONS_PER_SWEEP: usize = 500;
+
+/// Ends the associations of sessions that no longer exist, a few hundred per call, from
+/// `cursor`; returns where to go on. A node that removes a session ends its association
+/// right after; one that crashed in between would leave its user online for ever.
+async fn sweep_associations(inner: &Arc<Inner>, cursor: u64) -> u64 {
+    let cluster = inner.cluster();
+    let Some(changes) = &inner.presence_changes else {
+        return 0;
+    };
+    let Ok((next, sessions)) = cluster
+        .backplane
+        .associated_sessions(cursor, ASSOCIATIONS_PER_SWEEP)
+        .await
+    else {
+        return cursor;
+    };
+    let lookups = sessions.iter().map(|cid| cluster.backplane.lookup(cid));
+    for (client_id, found) in sessions
+        .iter()
+        .zip(futures::future::join_all(lookups).await)
+    {
+        if let Ok(None) = found {
+            tracing::info!(%client_id, "association of a session gone ended");
+            let _ = changes.send((client_id.clone(), None));
+        }
+    }
+    next
 }
 
 /// Removes the sessions of nodes that died, once nobody took them over for as long as a client
