@@ -13,7 +13,8 @@
 #   RUNS=1           runs per scenario and server; the table shows the median of each metric
 #   SERVERS="bayeuxd faye cometd"   which servers, the first one is the reference; add
 #                    `bayeuxd-base` with BAYEUXD_BASELINE=/path/to/an/older/bayeuxd to compare
-#                    two builds side by side in one run
+#                    two builds side by side in one run; add `floor` (bayeux-floor: actix-web
+#                    holding requests and doing nothing else) for the idle scenarios
 #   SCENARIOS="..."  a subset of: fanout-lp topology-lp fanout-ws fanout-ws-1k stalled-ws idle-lp
 #                    idle-ws echo-lp echo-ws
 #   SERVER_CPU=0 GEN_CPU=1
@@ -50,6 +51,7 @@ log "building bayeuxd and bayeux-bench (release)"
 cargo build --release -q -p bayeuxd -p bayeux-bench
 BAYEUXD=$TARGET_DIR/release/bayeuxd
 BENCH=$TARGET_DIR/release/bayeux-bench
+FLOOR=$TARGET_DIR/release/bayeux-floor
 
 log "installing the peers (bench/peers)"
 (cd bench/peers && { npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error; }) >&2
@@ -81,6 +83,9 @@ start_server() {
         bayeuxd-base)
             RUST_LOG=warn taskset -c "$SERVER_CPU" "${BAYEUXD_BASELINE:?set BAYEUXD_BASELINE}" \
                 --bind 127.0.0.1:0 --timeout "$TIMEOUT_MS" >"$logf" 2>&1 &
+            ;;
+        floor)
+            taskset -c "$SERVER_CPU" "$FLOOR" 127.0.0.1:0 >"$logf" 2>&1 &
             ;;
         faye)
             taskset -c "$SERVER_CPU" node bench/peers/faye-server.mjs 0 "$TIMEOUT_MS" >"$logf" 2>&1 &

@@ -25,8 +25,10 @@
 //!   `bayeux-transport`; probes and metrics.
 //! - `admin`: the admin API.
 //! - `peer`: [`watch_connections`], which lets a held connect notice its client left.
+//! - [`listener`]: a plaintext listener that speaks HTTP/1.1 only, lighter per idle client.
 
 mod admin;
+pub mod listener;
 mod peer;
 
 use std::sync::Arc;
@@ -194,6 +196,10 @@ fn upgrade_websocket(
         Ok(parts) => parts,
         Err(err) => return err.error_response(),
     };
+    // A websocket sees its client go by itself: the watch's descriptor is not needed.
+    if let Some(watch) = req.conn_data::<peer::PeerSocket>() {
+        watch.close();
+    }
     let http = http_info(req);
     let max = endpoint.config.max_message_size;
     let inbound = stream

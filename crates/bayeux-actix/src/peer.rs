@@ -6,7 +6,8 @@
 //! and a held connect is woken when it becomes readable: a `peek` that returns 0 bytes means
 //! the client closed the connection, so what is queued stays for the session's next connect
 //! instead of going into a dead socket. Cost: one file descriptor and one registration with the
-//! runtime's poller per connection (about 600 bytes in all, measured), one `recv` per connect.
+//! runtime's poller per connection (about 600 bytes in all, measured), one `recv` per connect;
+//! a connection that becomes a websocket closes its duplicate.
 
 use std::any::Any;
 use std::io;
@@ -56,6 +57,17 @@ pub(crate) struct PeerSocket {
 }
 
 impl PeerSocket {
+    /// Closes the duplicate unless it is in use: for a connection that became a websocket,
+    /// which needs no watching (one descriptor and its memory fewer per websocket client).
+    pub(crate) fn close(&self) {
+        drop(
+            self.unregistered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+
     /// The socket as the runtime sees it, registered on first use (on the worker that serves
     /// the connection, where its requests run), and whether this call registered it.
     fn registered(&self) -> (Option<&tokio::net::TcpStream>, bool) {

@@ -20,6 +20,8 @@ pub trait Extension: Send + Sync {
     }
 
     /// Sees each reply before it is encoded. For a handshake, `session` is the new session.
+    /// The request of a connect that was held is given as `channel`, `clientId`, `id` and
+    /// `ext` only (what is kept of it while it waits).
     fn outgoing_reply(&self, _session: Option<&Session>, _request: &Message, _reply: &mut Reply) {}
 
     /// Sees each message published to subscribers, or delivered to one session, once before

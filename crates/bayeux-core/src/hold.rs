@@ -138,7 +138,8 @@ impl Engine {
             if let Some(browser) = &slot.browser {
                 self.release_browser_slot(browser);
             }
-            let mut reply = Reply::success(&slot.request);
+            let request = slot.request(hold.session.client_id());
+            let mut reply = Reply::success(&request);
             if st.moved {
                 // Another node serves the session now: come back at once (the balancer
                 // decides where), and get what is queued from there.
@@ -147,16 +148,16 @@ impl Engine {
                     interval: Some(0),
                     ..Advice::default()
                 });
-                (slot.request, Vec::new(), reply)
+                (request, Vec::new(), reply)
             } else if st.removed {
                 reply.advice = Some(Advice::stop());
-                (slot.request, Vec::new(), reply)
+                (request, Vec::new(), reply)
             } else {
                 if std::mem::take(&mut st.readvise) || self.shutting_down.load(Ordering::Relaxed) {
                     reply.advice = Some(self.connect_advice(&st));
                 }
                 st.expire_at = now + st.interval + self.config.max_interval;
-                (slot.request, st.drain_for_connect(), reply)
+                (request, st.drain_for_connect(), reply)
             }
         };
         messages.push(self.outgoing_reply(Some(&hold.session), &request, reply));
@@ -174,7 +175,10 @@ impl Engine {
                     if let Some(browser) = &slot.browser {
                         self.release_browser_slot(browser);
                     }
-                    (slot.request, st.drain_for_connect())
+                    (
+                        slot.request(hold.session.client_id()),
+                        st.drain_for_connect(),
+                    )
                 }
                 other => {
                     st.hold = other;

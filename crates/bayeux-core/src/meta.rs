@@ -207,7 +207,8 @@ impl Engine {
         let deadline = now + timeout;
         st.hold = Some(HoldSlot {
             ticket,
-            request: msg.clone(),
+            id: msg.id().cloned(),
+            ext: msg.get("ext").cloned(),
             deadline,
             released: false,
             waker: None,

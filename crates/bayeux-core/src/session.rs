@@ -113,7 +113,10 @@ pub(crate) struct PusherSlot {
 /// The `/meta/connect` a session has outstanding.
 pub(crate) struct HoldSlot {
     pub(crate) ticket: u64,
-    pub(crate) request: Message,
+    /// What the answer echoes of the held connect: its `id` and `ext`. Kept apart rather than
+    /// as the whole message, which costs a map node (about 600 bytes) per idle client.
+    pub(crate) id: Option<Value>,
+    pub(crate) ext: Option<Value>,
     pub(crate) deadline: Instant,
     pub(crate) released: bool,
     pub(crate) waker: Option<Waker>,
@@ -122,6 +125,21 @@ pub(crate) struct HoldSlot {
 }
 
 impl HoldSlot {
+    /// The held connect as its answer and the extensions' reply hooks see it (`channel`,
+    /// `clientId`, `id`, `ext`).
+    pub(crate) fn request(&self, client_id: &ClientId) -> Message {
+        let mut request = Message::new()
+            .with("channel", "/meta/connect")
+            .with("clientId", client_id.as_str());
+        if let Some(id) = &self.id {
+            request = request.with("id", id.clone());
+        }
+        if let Some(ext) = &self.ext {
+            request = request.with("ext", ext.clone());
+        }
+        request
+    }
+
     /// Lets the waiter of this hold answer it.
     pub(crate) fn release(&mut self) {
         self.released = true;

@@ -261,8 +261,8 @@ fn hold_id(h: &Harness, hold: &Hold) -> String {
     st.hold
         .as_ref()
         .expect("held")
-        .request
-        .id()
+        .id
+        .as_ref()
         .and_then(Value::as_str)
         .expect("id")
         .to_owned()

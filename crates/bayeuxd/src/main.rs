@@ -24,7 +24,6 @@ use bayeux_server::{
 };
 use clap::Parser;
 
-mod listener;
 mod options;
 mod tls;
 
@@ -154,7 +153,7 @@ async fn serve(settings: Settings) -> std::io::Result<()> {
             if let Some(workers) = settings.workers {
                 builder = builder.workers(workers);
             }
-            let (builder, addrs) = listener::serve_http1(
+            let (builder, addrs) = bayeux_actix::listener::serve_http1(
                 builder,
                 &settings.bind,
                 app,

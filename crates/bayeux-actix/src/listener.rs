@@ -1,4 +1,19 @@
-//! The plaintext listener, served by actix-http's HTTP/1.1-only service.
+//! A plaintext listener served by actix-http's HTTP/1.1-only service (what `bayeuxd` uses).
+//!
+//! ```no_run
+//! # async fn demo(server: bayeux_server::Server) -> std::io::Result<()> {
+//! use actix_web::App;
+//! let builder = actix_server::Server::build();
+//! let app = move || App::new().service(bayeux_actix::scope("/cometd", server.clone()));
+//! let (builder, _addrs) = bayeux_actix::listener::serve_http1(
+//!     builder,
+//!     "127.0.0.1:8080",
+//!     app,
+//!     bayeux_actix::watch_connections,
+//! )?;
+//! builder.run().await
+//! # }
+//! ```
 //!
 //! actix-web's `HttpServer::bind` serves plaintext with the service that can also speak
 //! HTTP/2, whose per-connection state is sized for HTTP/2's handshake and dispatcher even on a
