@@ -14,7 +14,9 @@
 #   SERVERS="bayeuxd faye cometd"   which servers, the first one is the reference; add
 #                    `bayeuxd-base` with BAYEUXD_BASELINE=/path/to/an/older/bayeuxd to compare
 #                    two builds side by side in one run; add `floor` (bayeux-floor: actix-web
-#                    holding requests and doing nothing else) for the idle scenarios
+#                    holding requests and doing nothing else) for the idle scenarios;
+#                    `bayeuxd:FLAG=VALUE[,FLAG=VALUE]` runs bayeuxd with those flags (e.g.
+#                    `bayeuxd:--flush-window-us=1000`), to compare settings in one run
 #   SCENARIOS="..."  a subset of: fanout-lp topology-lp fanout-ws fanout-ws-1k stalled-ws idle-lp
 #                    idle-ws echo-lp echo-ws
 #   SERVER_CPU=0 GEN_CPU=1
@@ -79,6 +81,12 @@ start_server() {
         bayeuxd)
             RUST_LOG=warn taskset -c "$SERVER_CPU" "$BAYEUXD" --bind 127.0.0.1:0 \
                 --timeout "$TIMEOUT_MS" >"$logf" 2>&1 &
+            ;;
+        bayeuxd:*)
+            local flags=${name#bayeuxd:}
+            # shellcheck disable=SC2086 # the flags are a word list on purpose
+            RUST_LOG=warn taskset -c "$SERVER_CPU" "$BAYEUXD" --bind 127.0.0.1:0 \
+                --timeout "$TIMEOUT_MS" ${flags//,/ } >"$logf" 2>&1 &
             ;;
         bayeuxd-base)
             RUST_LOG=warn taskset -c "$SERVER_CPU" "${BAYEUXD_BASELINE:?set BAYEUXD_BASELINE}" \

@@ -2519,3 +2519,49 @@ async fn bad_input_garbage_bytes_do_not_disturb_the_server() {
     }
     witness.assert_alive().await;
 }
+
+/// With `--flush-window-us`, a held connect released by a delivery waits that long, so that
+/// what comes meanwhile goes in the same answer; without it, the first delivery is answered
+/// alone, at once.
+#[tokio::test]
+async fn a_flush_window_gathers_the_deliveries_that_follow_the_first() {
+    for (window_ms, answers) in [
+        (0u64, vec![vec!["a"], vec!["b"]]),
+        (300, vec![vec!["a", "b"]]),
+    ] {
+        let window = (window_ms * 1000).to_string();
+        let server = TestServer::start(&["--flush-window-us", &window]).await;
+        let subscriber = Client::open(&server).await;
+        subscriber.subscribe_ok(json!("/flush")).await;
+        let publisher = Client::open(&server).await;
+        let mut got = Vec::new();
+        let mut pending = subscriber.start_connect().await;
+        pending.assert_pending_for(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        publisher.publish_ok("/flush", json!("a")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        publisher.publish_ok("/flush", json!("b")).await;
+        loop {
+            let answer = pending.finish().await;
+            let data: Vec<String> = answer
+                .ok()
+                .iter()
+                .filter(|m| m["channel"] == "/flush")
+                .map(|m| m["data"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            got.push(data);
+            if got.iter().map(Vec::len).sum::<usize>() == 2 {
+                break;
+            }
+            pending = subscriber.start_connect().await;
+        }
+        assert_eq!(got, answers, "window {window_ms} ms");
+        if window_ms > 0 {
+            assert!(
+                started.elapsed() >= Duration::from_millis(window_ms),
+                "answered {:?} after the first delivery",
+                started.elapsed()
+            );
+        }
+    }
+}

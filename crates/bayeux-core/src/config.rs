@@ -97,6 +97,11 @@ pub struct EngineConfig {
     /// Longest wait of a lazy message before it is sent (`maxLazyTimeout`, 5 s). Lazy flushes
     /// are checked each sweep, so they may be up to one sweep period late.
     pub max_lazy_timeout: Duration,
+    /// How long a held connect released by a delivery waits before it is answered, so that
+    /// deliveries arriving meanwhile go out in the same answer (no Java equivalent; 0, the
+    /// default, answers at once). Fewer HTTP exchanges under a stream of deliveries, at the
+    /// price of up to this much latency; websocket pushes are not delayed.
+    pub flush_window: Duration,
     /// Whether a publisher subscribed to a channel receives its own message (`broadcastToPublisher`).
     pub broadcast_to_publisher: bool,
     /// Deliveries only in `/meta/connect` replies, never piggy-backed (`metaConnectDeliverOnly`).
@@ -129,6 +134,7 @@ impl Default for EngineConfig {
             max_queue: 10_000,
             queue_full_policy: QueueFullPolicy::DropOldest,
             max_lazy_timeout: Duration::from_millis(5_000),
+            flush_window: Duration::ZERO,
             max_sessions: 100_000,
             max_browser_sessions: 100,
             max_subscriptions: 1_000,

@@ -524,7 +524,7 @@ impl Engine {
                 if self.piggy_back(ctx) && !st.deliver_only(&self.config) {
                     deliveries.extend(st.drain_queue());
                 } else if let Some(slot) = st.hold.as_mut() {
-                    slot.release();
+                    slot.release_for_delivery();
                 }
             }
         }

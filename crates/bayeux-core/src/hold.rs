@@ -7,10 +7,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bayeux_message::{Advice, ClientId, EncodedMessage, Reconnect, Refusal, Reply};
 
+use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::listener::RemovalReason;
 use crate::log::LogMode;
@@ -58,6 +59,16 @@ impl Hold {
     /// server is shutting down.
     pub fn poll_released(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.session.poll_hold(self.ticket, cx)
+    }
+
+    /// How long to wait, once released, before answering: the flush window when a delivery
+    /// released it (more may come to go in the same answer), else nothing.
+    pub fn flush_delay(&self, config: &EngineConfig) -> Duration {
+        if !config.flush_window.is_zero() && self.session.hold_released_for_delivery(self.ticket) {
+            config.flush_window
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// True while nothing has released the hold.

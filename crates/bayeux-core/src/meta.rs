@@ -211,6 +211,7 @@ impl Engine {
             ext: msg.get("ext").cloned(),
             deadline,
             released: false,
+            for_delivery: false,
             waker: None,
             browser: browser_slot,
         });

@@ -119,12 +119,23 @@ pub(crate) struct HoldSlot {
     pub(crate) ext: Option<Value>,
     pub(crate) deadline: Instant,
     pub(crate) released: bool,
+    /// Released because something was queued (not by a removal, a move, a newer connect):
+    /// its answer may wait the flush window.
+    pub(crate) for_delivery: bool,
     pub(crate) waker: Option<Waker>,
     /// The browser whose held-connect count this hold takes part in.
     pub(crate) browser: Option<BrowserId>,
 }
 
 impl HoldSlot {
+    /// Lets the waiter answer this hold: something was queued for it.
+    pub(crate) fn release_for_delivery(&mut self) {
+        if !self.released {
+            self.for_delivery = true;
+        }
+        self.release();
+    }
+
     /// The held connect as its answer and the extensions' reply hooks see it (`channel`,
     /// `clientId`, `id`, `ext`).
     pub(crate) fn request(&self, client_id: &ClientId) -> Message {
@@ -303,7 +314,7 @@ impl Session {
                     waker.wake();
                 }
             }
-            (_, Some(hold)) if !batching => hold.release(),
+            (_, Some(hold)) if !batching => hold.release_for_delivery(),
             _ => {}
         }
         true
@@ -325,6 +336,14 @@ impl Session {
     }
 
     /// Polls whether the hold `ticket` may be answered: released, superseded or gone.
+    /// Whether the hold `ticket` was released by a delivery (and is still this session's).
+    pub(crate) fn hold_released_for_delivery(&self, ticket: u64) -> bool {
+        self.lock()
+            .hold
+            .as_ref()
+            .is_some_and(|slot| slot.ticket == ticket && slot.released && slot.for_delivery)
+    }
+
     pub(crate) fn poll_hold(&self, ticket: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.lock();
         match st.hold.as_mut() {
@@ -484,7 +503,7 @@ impl SessionState {
                     waker.wake();
                 }
             }
-            (_, Some(hold)) => hold.release(),
+            (_, Some(hold)) => hold.release_for_delivery(),
             _ => {}
         }
     }

@@ -285,7 +285,12 @@ impl Server {
         let deadline = tokio::time::Instant::from_std(hold_ref.deadline());
         tracing::trace!(%client_id, "connect held");
         tokio::select! {
-            () = poll_fn(|cx| hold_ref.poll_released(cx)) => {}
+            () = poll_fn(|cx| hold_ref.poll_released(cx)) => {
+                let delay = hold_ref.flush_delay(self.inner.engine.config());
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+            }
             () = tokio::time::sleep_until(deadline) => {}
         }
         let hold = guard.disarm();
@@ -320,6 +325,17 @@ impl Server {
             () = gone.as_mut() => {
                 tracing::debug!(client_id = %hold_ref.client_id(), "held connect's client gone");
                 return None;
+            }
+        }
+        // Released by a delivery: more may come within the flush window, for the same answer.
+        let delay = hold_ref.flush_delay(self.inner.engine.config());
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = gone.as_mut() => {
+                    tracing::debug!(client_id = %hold_ref.client_id(), "held connect's client gone");
+                    return None;
+                }
             }
         }
         // Released: a last look before draining the queue into an answer nobody may read.
