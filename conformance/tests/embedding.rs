@@ -311,3 +311,100 @@ async fn probes_report_liveness_and_readiness() {
     assert_eq!(get("/readyz").await, (503, "shutting down\n".to_owned()));
     assert_eq!(get("/healthz").await, (200, "ok\n".to_owned()));
 }
+
+/// What a security policy saw of the HTTP request behind each handshake: the `x-token`
+/// header, and whether it knew the peer's address. It admits only `x-token: let-me-in`.
+#[derive(Clone, Default)]
+struct HeaderPolicy(Arc<Mutex<Vec<Seen>>>);
+
+/// The `x-token` header a handshake carried, and whether its peer address was known.
+type Seen = (Option<String>, bool);
+
+impl bayeux_server::SecurityPolicy for HeaderPolicy {
+    fn can_handshake(
+        &self,
+        _session: &bayeux_server::Session,
+        ctx: &bayeux_server::RequestContext,
+        _message: &bayeux_server::Message,
+    ) -> bool {
+        let token = ctx
+            .http
+            .as_ref()
+            .and_then(|http| http.header("X-Token"))
+            .map(str::to_owned);
+        let peer = ctx
+            .http
+            .as_ref()
+            .is_some_and(|http| http.remote_addr.is_some_and(|addr| addr.ip().is_loopback()));
+        let admitted = token.as_deref() == Some("let-me-in");
+        self.0.lock().unwrap().push((token, peer));
+        admitted
+    }
+}
+
+#[tokio::test]
+async fn the_policy_sees_the_headers_and_peer_of_each_handshake_on_every_transport() {
+    let policy = HeaderPolicy::default();
+    let (tx, rx) = mpsc::channel();
+    let seen = policy.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = Server::builder().policy(seen).build();
+            let http = HttpServer::new(move || {
+                App::new().service(bayeux_actix::scope("/cometd", server.clone()))
+            })
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .expect("bind loopback");
+            tx.send(http.addrs()[0]).expect("test is waiting");
+            http.run().await
+        })
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("app starts");
+    let handshake = json!([{"channel": "/meta/handshake", "id": "1", "version": "1.0",
+        "supportedConnectionTypes": ["long-polling", "callback-polling", "websocket"]}]);
+
+    // Long-polling, with and without the token.
+    for token in [Some("let-me-in"), None] {
+        let mut req = support::http::Request::post_json("/cometd/handshake", &handshake);
+        if let Some(token) = token {
+            req = req.header("X-Token", token);
+        }
+        let resp = support::http::send(addr, &req, None)
+            .await
+            .expect("answered");
+        let reply: serde_json::Value = serde_json::from_str(&resp.text()).expect("JSON");
+        assert_eq!(reply[0]["successful"], json!(token.is_some()), "{reply}");
+    }
+    // Callback-polling: the batch in the query string.
+    let target = format!(
+        "/cometd/handshake?jsonp=cb&message={}",
+        support::jsonp::encode_component(&handshake[0].to_string())
+    );
+    let req = support::http::Request::new("GET", &target).header("X-Token", "let-me-in");
+    let resp = support::http::send(addr, &req, None)
+        .await
+        .expect("answered");
+    assert!(
+        resp.text().contains("\"successful\":true"),
+        "{}",
+        resp.text()
+    );
+    // Websocket: the headers of the upgrade request.
+    let mut ws =
+        support::ws::WsClient::open_at(addr, "/cometd", "", &[("X-Token", "let-me-in")]).await;
+    ws.handshake().await;
+
+    let token = |t: Option<&str>| (t.map(str::to_owned), true);
+    assert_eq!(
+        *policy.0.lock().unwrap(),
+        [
+            token(Some("let-me-in")),
+            token(None),
+            token(Some("let-me-in")),
+            token(Some("let-me-in")),
+        ]
+    );
+}

@@ -102,12 +102,13 @@ impl Cometd {
 fn origin<'a>(
     req: &'a HttpRequest,
     cookie: Option<&'a actix_web::cookie::Cookie<'a>>,
+    http: &'a dyn Fn() -> Arc<HttpInfo>,
 ) -> HttpOrigin<'a> {
     HttpOrigin {
         browser_cookie: cookie.map(|c| c.value()),
         secure: req.connection_info().scheme() == "https",
         multiplexed: req.version() >= actix_web::http::Version::HTTP_2,
-        http: Some(http_info(req)),
+        http: Some(http),
         peer: req
             .conn_data::<peer::PeerSocket>()
             .map(|socket| socket as &dyn bayeux_transport::PeerWatch),
@@ -139,9 +140,10 @@ async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let http = || http_info(&req);
     let post = PostRequest {
         content_type,
-        origin: origin(&req, cookie.as_ref()),
+        origin: origin(&req, cookie.as_ref(), &http),
         body: &body,
     };
     let reply = handle_post(&endpoint.server, &endpoint.config, post).await;
@@ -168,9 +170,10 @@ async fn get(req: HttpRequest, payload: web::Payload, endpoint: web::Data<Cometd
         return respond(HttpReply::unknown_transport());
     }
     let cookie = req.cookie(&endpoint.config.cookie.name);
+    let http = || http_info(&req);
     let get = GetRequest {
         query: req.query_string(),
-        origin: origin(&req, cookie.as_ref()),
+        origin: origin(&req, cookie.as_ref(), &http),
     };
     let reply =
         callback_polling::handle_get(&endpoint.server, &endpoint.config, &callback, get).await;

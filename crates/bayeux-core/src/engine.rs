@@ -51,7 +51,9 @@ pub struct RequestContext {
     /// Only the bound session may be used (`ws.requireHandshakePerConnection`): a new
     /// connection cannot resume a session by presenting its `clientId`.
     pub require_bound_session: bool,
-    /// The HTTP request (headers, peer), for the security policy.
+    /// The HTTP request (headers, peer), for the security policy's `can_handshake`. The HTTP
+    /// transports fill it for a batch with a handshake only; a websocket, for every batch
+    /// (from its upgrade request, copied once).
     pub http: Option<Arc<HttpInfo>>,
     /// The request came over HTTP/2 or later, whose connections multiplex requests:
     /// `http2_max_sessions_per_browser` applies instead of `max_sessions_per_browser`.

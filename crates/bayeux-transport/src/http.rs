@@ -68,8 +68,10 @@ pub struct HttpOrigin<'a> {
     pub secure: bool,
     /// Whether the request came over HTTP/2 or later (`http2MaxSessionsPerBrowser`).
     pub multiplexed: bool,
-    /// Headers and peer address, for the security policy.
-    pub http: Option<Arc<HttpInfo>>,
+    /// Headers and peer address, for the security policy's `can_handshake`: made only for a
+    /// batch with a handshake (copying every header of every request would cost a dozen
+    /// allocations per exchange).
+    pub http: Option<&'a dyn Fn() -> Arc<HttpInfo>>,
     /// The connection, watched while a `/meta/connect` is held on it.
     pub peer: Option<&'a dyn PeerWatch>,
 }
@@ -117,7 +119,9 @@ pub(crate) async fn exchange(
         !v.is_empty() && v.len() <= MAX_COOKIE_LEN && v.bytes().all(|b| b.is_ascii_graphic())
     });
     let mut ctx = RequestContext::new(transport).with_browser(known_browser.map(BrowserId::new));
-    ctx.http = origin.http;
+    if batch.iter().any(|m| m.channel() == Some("/meta/handshake")) {
+        ctx.http = origin.http.map(|info| info());
+    }
     ctx.multiplexed = origin.multiplexed;
     let outcome = match server.handle(&ctx, batch).await {
         Ok(outcome) => outcome,
