@@ -81,13 +81,9 @@ impl Cometd {
         web::scope(path)
             .app_data(web::Data::new(self))
             .app_data(limit)
-            .service(
-                web::resource(["", "/{tail:.*}"])
-                    .route(web::post().to(post))
-                    .route(web::get().to(get))
-                    .route(web::method(Method::OPTIONS).to(options))
-                    .default_service(web::to(unknown_transport)),
-            )
+            // Every path of the scope, as its default service: a pattern such as
+            // `/{tail:.*}` would cost a regular expression match per request.
+            .default_service(web::to(by_method))
     }
 
     fn allows(&self, transport: TransportKind) -> bool {
@@ -128,6 +124,29 @@ fn http_info(req: &HttpRequest) -> Arc<HttpInfo> {
         headers,
         remote_addr: req.peer_addr(),
     })
+}
+
+/// Every request to the endpoint, by method: `POST` long-polling, `GET` websocket or
+/// callback-polling, `OPTIONS` a CORS preflight, anything else no transport.
+async fn by_method(
+    req: HttpRequest,
+    payload: web::Payload,
+    endpoint: web::Data<Cometd>,
+) -> HttpResponse {
+    match *req.method() {
+        Method::POST => {
+            // The body, under the scope's `PayloadConfig` limit, as the `Bytes` extractor
+            // reads it.
+            let mut payload = payload.into_inner();
+            match <web::Bytes as actix_web::FromRequest>::from_request(&req, &mut payload).await {
+                Ok(body) => post(req, body, endpoint).await,
+                Err(error) => error.error_response(),
+            }
+        }
+        Method::GET => get(req, payload, endpoint).await,
+        Method::OPTIONS => options(req, endpoint).await,
+        _ => unknown_transport().await,
+    }
 }
 
 /// `long-polling`.
