@@ -97,7 +97,7 @@ pub(crate) async fn run(
 /// entry every node's listeners hear, then the event on the presence channel, if there is one
 /// (after the entry: a node has counted the user in or out by the time its subscribers see
 /// the event).
-pub(crate) fn change_records(
+fn change_records(
     inner: &Inner,
     change: PresenceChange,
     channel: Option<&ChannelName>,
