@@ -137,13 +137,19 @@ async fn by_method(
         Method::POST => {
             // The body, under the scope's `PayloadConfig` limit, as the `Bytes` extractor
             // reads it.
-            let mut payload = payload.into_inner();
-            match <web::Bytes as actix_web::FromRequest>::from_request(&req, &mut payload).await {
+            // (In a block, so that nothing of the reading is kept while the request waits:
+            // this future is what a held long-poll costs.)
+            let body = {
+                let mut payload = payload.into_inner();
+                <web::Bytes as actix_web::FromRequest>::from_request(&req, &mut payload).await
+            };
+            match body {
                 Ok(body) => post(req, body, endpoint).await,
                 Err(error) => error.error_response(),
             }
         }
-        Method::GET => get(req, payload, endpoint).await,
+        // Boxed: the long-polling branch alone sets the size of this future.
+        Method::GET => Box::pin(get(req, payload, endpoint)).await,
         Method::OPTIONS => options(req, endpoint).await,
         _ => unknown_transport().await,
     }
