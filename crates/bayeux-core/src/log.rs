@@ -290,26 +290,12 @@ impl Engine {
                 (0, Vec::new())
             }
             Entry::DeliverUser { user, message } => {
-                let mut count = 0;
-                let mut overflowed = Vec::new();
-                for client_id in self.presence.sessions_of(user) {
-                    if let Some(session) = self.session(client_id.as_str()) {
-                        if !session.enqueue(
-                            message.clone(),
-                            position,
-                            &self.config,
-                            &self.stats,
-                            None,
-                        ) {
-                            overflowed.push(session);
-                        }
-                        count += 1;
-                    }
-                }
-                self.stats
-                    .deliveries
-                    .fetch_add(count as u64, Ordering::Relaxed);
-                (count, overflowed)
+                let sessions = self
+                    .presence
+                    .sessions_of(user)
+                    .into_iter()
+                    .filter_map(|client_id| self.session(client_id.as_str()));
+                self.enqueue_all(sessions, message, position, None)
             }
         };
         let overflowed = match self.log_mode {

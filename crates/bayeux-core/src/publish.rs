@@ -228,12 +228,26 @@ impl Engine {
             .channels
             .lazy_timeout(channel, self.config.max_lazy_timeout)
             .map(|wait| now + wait);
+        let receivers = self
+            .subscriptions
+            .subscribers(channel)
+            .into_iter()
+            .filter(|session| Some(session.client_id()) != skip);
+        self.enqueue_all(receivers, delivery, position, flush_by)
+    }
+
+    /// Queues one encoded message for each of `sessions`; returns how many, and those whose
+    /// queue overflowed under the `disconnect` policy.
+    pub(crate) fn enqueue_all(
+        &self,
+        sessions: impl IntoIterator<Item = Arc<Session>>,
+        delivery: &EncodedMessage,
+        position: u64,
+        flush_by: Option<Instant>,
+    ) -> (usize, Vec<Arc<Session>>) {
         let mut count = 0;
         let mut overflowed = Vec::new();
-        for session in self.subscriptions.subscribers(channel) {
-            if Some(session.client_id()) == skip {
-                continue;
-            }
+        for session in sessions {
             if !session.enqueue(
                 delivery.clone(),
                 position,
