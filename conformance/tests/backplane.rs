@@ -1,7 +1,8 @@
 //! The backplane contract, checked on every implementation: the in-memory one, Redis, and a
 //! Redis Cluster of 3 masters. What the cluster driver relies on: one total order of records
 //! with dense positions, blocking reads, leases that one claimant wins, removals that exactly
-//! one caller wins, heartbeats that run out, presence that counts each user's sessions.
+//! one caller wins, hand-overs written under the lease they answer, heartbeats that run out,
+//! presence that counts each user's sessions.
 
 mod support;
 
@@ -221,6 +222,24 @@ async fn check_contract(backplane: &dyn Backplane) {
         matches!(again, Claim::Claimed { epoch: 5, .. }),
         "{again:?}"
     );
+    // The node that let go writes the exact record under the lease it was asked for, whoever
+    // owns it now; not once a later claim came.
+    let handed = record(cid.as_str(), Some("cookie"), start + 7);
+    assert!(
+        !backplane.hand_over(&handed, 4).await.unwrap(),
+        "lease 4 is over"
+    );
+    assert_eq!(backplane.lookup(&cid).await.unwrap().unwrap().record, newer);
+    assert!(backplane.hand_over(&handed, 5).await.unwrap());
+    let found = backplane.lookup(&cid).await.unwrap().unwrap();
+    assert_eq!(
+        (found.record, found.owner),
+        (handed.clone(), Some(a.clone()))
+    );
+    assert!(!backplane
+        .hand_over(&record("nobody", None, 1), 1)
+        .await
+        .unwrap());
     // A session whose client never presented its cookie back is claimed by a request with
     // no cookie, never by one with another browser's; a bound one is recorded as such.
     let loose_id = ClientId::new(format!("t{start}"));

@@ -173,19 +173,19 @@ impl RedisBackplane {
 }
 
 impl RedisBackplane {
-    /// `script` on a session's hash, with `node` and the parts of its record as arguments
-    /// (what the checkpoint and release scripts take).
+    /// `script` on a session's hash, with `first` (a node, or a lease) and the parts of its
+    /// record as arguments (what the checkpoint, release and hand-over scripts take).
     fn record_invocation<'s>(
         &self,
         script: &'s redis::Script,
-        node: &NodeId,
+        first: &str,
         record: &SessionRecord,
     ) -> redis::ScriptInvocation<'s> {
         let [browser, bound, ack, attrs, subs, pos] = record_args(record);
         let mut invocation = script.prepare_invoke();
         invocation
             .key(self.keys.session(&record.client_id))
-            .arg(node.as_str())
+            .arg(first)
             .arg(browser)
             .arg(bound)
             .arg(ack)
@@ -592,7 +592,7 @@ impl Backplane for RedisBackplane {
             // All at once: the connection pipelines concurrent commands on the wire, so this
             // costs one round trip, not one per session.
             let writes = records.iter().map(|record| {
-                let invocation = self.record_invocation(&script, &node, record);
+                let invocation = self.record_invocation(&script, node.as_str(), record);
                 async move { self.commands.run_script::<i64>(&invocation).await }
             });
             let mut written = Vec::with_capacity(records.len());
@@ -600,6 +600,24 @@ impl Backplane for RedisBackplane {
                 written.push(result.map_err(unavailable)? == 1);
             }
             Ok(written)
+        })
+    }
+
+    fn hand_over(
+        &self,
+        record: &SessionRecord,
+        epoch: u64,
+    ) -> BoxFuture<'_, BackplaneResult<bool>> {
+        let record = record.clone();
+        Box::pin(async move {
+            let script = scripts::hand_over();
+            let invocation = self.record_invocation(&script, &epoch.to_string(), &record);
+            let written: i64 = self
+                .commands
+                .run_script(&invocation)
+                .await
+                .map_err(unavailable)?;
+            Ok(written == 1)
         })
     }
 
@@ -612,7 +630,7 @@ impl Backplane for RedisBackplane {
         let record = record.clone();
         Box::pin(async move {
             let script = scripts::release();
-            let invocation = self.record_invocation(&script, &node, &record);
+            let invocation = self.record_invocation(&script, node.as_str(), &record);
             let ok: i64 = self
                 .commands
                 .run_script(&invocation)

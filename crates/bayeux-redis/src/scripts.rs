@@ -52,6 +52,18 @@ return 1
     )
 }
 
+/// Writes the record of a session let go of for the move under lease `ARGV[1]`, if no
+/// claim came since; `ARGV[2..7]` as for `checkpoint`. Answers 1 when written, 0 otherwise.
+pub(crate) fn hand_over() -> Script {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'browser', ARGV[2], 'bound', ARGV[3], 'ack', ARGV[4], 'attrs', ARGV[5], 'subs', ARGV[6], 'pos', ARGV[7])
+return 1
+",
+    )
+}
+
 /// Like `checkpoint`, and leaves the session without an owner.
 pub(crate) fn release() -> Script {
     Script::new(

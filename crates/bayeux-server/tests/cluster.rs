@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bayeux_server::{
-    BrowserId, ClusterOptions, EngineConfig, HoldEnd, MemoryBackplane, Message, Outcome,
-    RequestContext, Server, TransportKind,
+    Backplane, BrowserId, ClientId, ClusterOptions, EngineConfig, HoldEnd, MemoryBackplane,
+    Message, Outcome, RequestContext, Server, TransportKind,
 };
 use serde_json::{json, Value};
 
@@ -364,4 +364,68 @@ async fn a_user_whose_session_vanished_from_the_registry_goes_offline() {
         [("gus".to_owned(), true), ("gus".to_owned(), false)]
     );
     assert!(a.users_online().is_empty());
+}
+
+#[tokio::test]
+async fn after_an_outage_longer_than_the_heartbeats_a_live_node_is_asked_not_presumed_dead() {
+    let backplane = MemoryBackplane::new();
+    // Heartbeats run out 1.5 s after they are renewed, once a second; no checkpoint in the
+    // test's time, so the registry still has the session as it was at its handshake.
+    let options = |name: &str| {
+        ClusterOptions::default()
+            .node_name(name)
+            .heartbeat(Duration::from_secs(1), Duration::from_millis(1500))
+            .checkpoint_period(Duration::from_secs(60))
+    };
+    let node = |name: &str| {
+        Server::builder()
+            .backplane(backplane.clone())
+            .cluster_options(options(name))
+            .build()
+    };
+    let (a, b) = (node("a"), node("b"));
+    ready(&[&a, &b]).await;
+    let cid = connected(&a).await;
+    let client_id = ClientId::new(cid.as_str());
+    let registered = || async { backplane.lookup(&client_id).await.unwrap().unwrap().record };
+    let at_handshake = registered().await;
+    send(
+        &a,
+        json!({"channel": "/meta/subscribe", "id": "3", "clientId": cid, "subscription": "/s"}),
+    )
+    .await;
+    b.publish("/s", json!(1)).unwrap();
+    b.publish("/s", json!(2)).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(data(&poll(&a, &cid).await));
+    }
+    assert_eq!(got, [json!(1), json!(2)]);
+    // Every heartbeat runs out during the outage; a renews its own within a second after.
+    backplane.set_reachable(false);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    backplane.set_reachable(true);
+    b.publish("/s", json!(3)).unwrap();
+    // At once, before a beats again: b must ask a for the session, not adopt its handshake
+    // record (which would deliver 1 and 2 again).
+    let mut got = Vec::new();
+    while got.is_empty() {
+        got.extend(data(&poll(&b, &cid).await));
+    }
+    assert_eq!(got, [json!(3)]);
+    let stats = b.cluster_stats().unwrap();
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (
+            count(&stats.takeovers_handoff),
+            count(&stats.takeovers_orphan),
+            count(&stats.takeovers_timeout)
+        ),
+        (1, 0, 0)
+    );
+    // What a let go of is in the registry: the next node starts from there, whatever happens
+    // to b's answer.
+    let handed = registered().await;
+    assert!(handed.position > at_handshake.position, "{handed:?}");
+    assert_eq!(handed.subscriptions.len(), 1, "{handed:?}");
 }

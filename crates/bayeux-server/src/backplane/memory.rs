@@ -307,6 +307,21 @@ impl Backplane for MemoryBackplane {
         Box::pin(async move { result })
     }
 
+    fn hand_over(
+        &self,
+        record: &SessionRecord,
+        epoch: u64,
+    ) -> BoxFuture<'_, BackplaneResult<bool>> {
+        let result = self.with(|state| match state.sessions.get_mut(&record.client_id) {
+            Some(found) if found.epoch == epoch => {
+                found.record = record.clone();
+                true
+            }
+            _ => false,
+        });
+        Box::pin(async move { result })
+    }
+
     fn release(
         &self,
         node: &NodeId,

@@ -226,6 +226,14 @@ pub trait Backplane: Send + Sync + 'static {
         records: &[SessionRecord],
     ) -> BoxFuture<'_, BackplaneResult<Vec<bool>>>;
 
+    /// Writes the exact record of a session its node let go of for the move under lease
+    /// `epoch`, whoever owns it now: the registry then holds what the next node must start
+    /// from, even when the node that claimed it under `epoch` never adopts it (it gave up, or
+    /// the backplane failed midway). False when the session was claimed again since (or is
+    /// gone): a newer owner's record must not be overwritten.
+    fn hand_over(&self, record: &SessionRecord, epoch: u64)
+        -> BoxFuture<'_, BackplaneResult<bool>>;
+
     /// Writes a session's record and lets go of it: no node owns it until one claims it.
     /// False when it was not `node`'s.
     fn release(

@@ -255,6 +255,13 @@ impl Cluster {
             .is_some_and(|at| at.elapsed() < within)
     }
 
+    /// Whether a node without a heartbeat is dead. Not until every live node had time to beat
+    /// again after this node last found the backplane unreachable: an outage longer than
+    /// `node_ttl` lets every heartbeat run out, the live nodes' too.
+    pub(crate) fn heartbeats_trusted(&self) -> bool {
+        !self.failed_within(self.options.node_ttl)
+    }
+
     pub(crate) fn expected(&self) -> MutexGuard<'_, HashMap<ClientId, Expected>> {
         self.expected.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -257,14 +257,27 @@ async fn apply_all(inner: &Arc<Inner>, records: Vec<Read>) {
 
 /// Tells the node taking `session` over (lease `epoch`) that this node let go of it, with its
 /// exact record (or none: it was not served here any more).
+///
+/// The record goes to the registry first, then the `Released` to the log: whoever adopts the
+/// session next, the node that asked or, if that one gave up (an outage, a timeout), the next
+/// to claim it, starts from exactly where this node left it. Until the registry takes it, the
+/// record is kept here and written again.
 fn answer_move(inner: &Arc<Inner>, session: ClientId, epoch: u64, record: Option<SessionRecord>) {
     let cluster = inner.cluster();
     if record.is_some() {
         cluster.stats.released.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(client_id = %session, epoch, "session handed over");
     }
-    let inner = Arc::clone(inner);
+    let inner = Arc::downgrade(inner);
     tokio::spawn(async move {
+        if let Some(record) = &record {
+            if !keep_in_registry(&inner, record, epoch).await {
+                return;
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
         let cluster = inner.cluster();
         let released = LogRecord::Released {
             session,
@@ -274,6 +287,37 @@ fn answer_move(inner: &Arc<Inner>, session: ClientId, epoch: u64, record: Option
         let appended = cluster.backplane.append(vec![released]).await;
         cluster.note(&appended);
     });
+}
+
+/// Writes the record of a session let go of under lease `epoch` to the registry, trying again
+/// while the backplane fails. False when it was claimed again before the write could land
+/// (its next node starts from its last checkpoint), or when the server is gone.
+async fn keep_in_registry(inner: &Weak<Inner>, record: &SessionRecord, epoch: u64) -> bool {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return false;
+        };
+        let cluster = strong.cluster();
+        let written = cluster.backplane.hand_over(record, epoch).await;
+        cluster.note(&written);
+        match written {
+            Ok(true) => return true,
+            Ok(false) => {
+                tracing::warn!(
+                    client_id = %record.client_id,
+                    epoch,
+                    "a session handed over was claimed again before its record was written; \
+                     its next node starts from its last checkpoint"
+                );
+                return false;
+            }
+            Err(_) => {}
+        }
+        drop(strong);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 /// Releases a session once no request of it is being processed here; after the hand-over

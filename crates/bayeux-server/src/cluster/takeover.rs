@@ -6,7 +6,10 @@
 //! 2. If the former owner is alive, append a `Move` and wait for its `Released`, which carries
 //!    the session's exact record; the reader adopts it at that very position of the log. If
 //!    the former owner is dead, or released the session (drain, stop), or does not answer
-//!    within `handoff_timeout`, adopt the registry's record instead.
+//!    within `handoff_timeout`, adopt the registry's record instead. That record is exact
+//!    whenever no node serves the session: a node letting go writes it there before it says
+//!    so. Right after an outage of the backplane every heartbeat may have run out, so for
+//!    `node_ttl` after one a former owner is asked as if alive.
 //! 3. Adopting replays the log after the record's checkpoint for that session alone: what it
 //!    was sent (or acknowledged) is not sent again, what was queued for it is.
 //!
@@ -161,7 +164,12 @@ impl Server {
         let former = previous.filter(|node| *node != cluster.node);
         let mut timed_out = false;
         if let Some(former) = &former {
-            let alive = backplane.is_alive(former).await;
+            // Right after an outage a missing heartbeat says nothing: ask the node anyway.
+            let alive = if cluster.heartbeats_trusted() {
+                backplane.is_alive(former).await
+            } else {
+                Ok(true)
+            };
             cluster.note(&alive);
             match alive {
                 Err(_) => return None,
@@ -179,7 +187,19 @@ impl Server {
             }
         }
         // Nobody to wait for: the former owner is dead, released the session, or did not
-        // answer in time.
+        // answer in time. A former owner that let go wrote the session's exact record to the
+        // registry before saying so: read it again, the claim's copy may predate that.
+        let record = if timed_out {
+            let found = backplane.lookup(client_id).await;
+            cluster.note(&found);
+            match found {
+                Ok(Some(found)) => found.record,
+                Ok(None) => return Some(Served::Nowhere),
+                Err(_) => return None,
+            }
+        } else {
+            record
+        };
         let mut applied = cluster.applied.lock().await;
         if inner.engine.session(client_id.as_str()).is_some() {
             return Some(Served::Here);
@@ -245,7 +265,8 @@ impl Server {
                 () = tokio::time::sleep(pause) => {}
             }
             if Instant::now() >= deadline
-                || matches!(cluster.backplane.is_alive(former).await, Ok(false))
+                || (cluster.heartbeats_trusted()
+                    && matches!(cluster.backplane.is_alive(former).await, Ok(false)))
             {
                 forget();
                 // The reader may have adopted it just now.

@@ -207,6 +207,10 @@ async fn clean_up_dead_nodes(inner: &Arc<Inner>, dead_since: &mut HashMap<NodeId
     let cluster = inner.cluster();
     let config = inner.engine.config();
     let grace = config.timeout + config.interval + config.max_interval;
+    if !cluster.heartbeats_trusted() {
+        dead_since.clear();
+        return;
+    }
     let Ok(nodes) = cluster.backplane.nodes().await else {
         return;
     };
