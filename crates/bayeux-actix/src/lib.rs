@@ -25,11 +25,13 @@
 //!   `bayeux-transport`; probes and metrics.
 //! - `admin`: the admin API.
 //! - `peer`: [`watch_connections`], which lets a held connect notice its client left.
+//! - `request`: the cookie and scheme of a request, read without actix's per-request caches.
 //! - [`listener`]: a plaintext listener that speaks HTTP/1.1 only, lighter per idle client.
 
 mod admin;
 pub mod listener;
 mod peer;
+mod request;
 
 use std::sync::Arc;
 
@@ -97,12 +99,12 @@ impl Cometd {
 
 fn origin<'a>(
     req: &'a HttpRequest,
-    cookie: Option<&'a actix_web::cookie::Cookie<'a>>,
+    config: &TransportConfig,
     http: &'a dyn Fn() -> Arc<HttpInfo>,
 ) -> HttpOrigin<'a> {
     HttpOrigin {
-        browser_cookie: cookie.map(|c| c.value()),
-        secure: req.connection_info().scheme() == "https",
+        browser_cookie: request::cookie(req, &config.cookie.name),
+        secure: request::is_https(req),
         multiplexed: req.version() >= actix_web::http::Version::HTTP_2,
         http: Some(http),
         peer: req
@@ -160,7 +162,6 @@ async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -
     if !endpoint.allows(TransportKind::LongPolling) {
         return respond(HttpReply::unknown_transport());
     }
-    let cookie = req.cookie(&endpoint.config.cookie.name);
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -168,7 +169,7 @@ async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -
     let http = || http_info(&req);
     let post = PostRequest {
         content_type,
-        origin: origin(&req, cookie.as_ref(), &http),
+        origin: origin(&req, &endpoint.config, &http),
         body: &body,
     };
     let reply = handle_post(&endpoint.server, &endpoint.config, post).await;
@@ -194,11 +195,10 @@ async fn get(req: HttpRequest, payload: web::Payload, endpoint: web::Data<Cometd
     if !endpoint.allows(TransportKind::CallbackPolling) {
         return respond(HttpReply::unknown_transport());
     }
-    let cookie = req.cookie(&endpoint.config.cookie.name);
     let http = || http_info(&req);
     let get = GetRequest {
         query: req.query_string(),
-        origin: origin(&req, cookie.as_ref(), &http),
+        origin: origin(&req, &endpoint.config, &http),
     };
     let reply =
         callback_polling::handle_get(&endpoint.server, &endpoint.config, &callback, get).await;
