@@ -257,9 +257,12 @@ impl Cluster {
 
     /// Whether a node without a heartbeat is dead. Not until every live node had time to beat
     /// again after this node last found the backplane unreachable: an outage longer than
-    /// `node_ttl` lets every heartbeat run out, the live nodes' too.
+    /// `node_ttl` lets every heartbeat run out, the live nodes' too. This node's own last
+    /// failure may be up to a heartbeat before the backplane came back, and another node's
+    /// next beat up to a heartbeat after: `node_ttl + heartbeat` covers both (a `node_ttl`
+    /// shorter than two heartbeats would call live nodes dead anyway).
     pub(crate) fn heartbeats_trusted(&self) -> bool {
-        !self.failed_within(self.options.node_ttl)
+        !self.failed_within(self.options.node_ttl + self.options.heartbeat)
     }
 
     pub(crate) fn expected(&self) -> MutexGuard<'_, HashMap<ClientId, Expected>> {

@@ -9,7 +9,7 @@
 //!    within `handoff_timeout`, adopt the registry's record instead. That record is exact
 //!    whenever no node serves the session: a node letting go writes it there before it says
 //!    so. Right after an outage of the backplane every heartbeat may have run out, so for
-//!    `node_ttl` after one a former owner is asked as if alive.
+//!    `node_ttl` and a heartbeat after one a former owner is asked as if alive.
 //! 3. Adopting replays the log after the record's checkpoint for that session alone: what it
 //!    was sent (or acknowledged) is not sent again, what was queued for it is.
 //!
