@@ -40,7 +40,8 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, Scope};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bayeux_server::{HttpInfo, Server, TransportKind};
 use bayeux_transport::callback_polling::{self, GetRequest};
-use bayeux_transport::long_polling::{handle_post, PostRequest};
+use bayeux_transport::http::Held;
+use bayeux_transport::long_polling::{self, finish_post, PostBegun, PostRequest};
 use bayeux_transport::websocket::{self, Inbound, Outbound};
 use bayeux_transport::{HttpOrigin, HttpReply, TransportConfig};
 
@@ -136,19 +137,18 @@ async fn by_method(
     endpoint: web::Data<Cometd>,
 ) -> HttpResponse {
     match *req.method() {
+        // What comes before a hold is boxed apart, and ends before the wait: a held long-poll
+        // keeps only what waiting needs (this future is what actix keeps per held request).
         Method::POST => {
-            // The body, under the scope's `PayloadConfig` limit, as the `Bytes` extractor
-            // reads it.
-            // (In a block, so that nothing of the reading is kept while the request waits:
-            // this future is what a held long-poll costs.)
-            let body = {
-                let mut payload = payload.into_inner();
-                <web::Bytes as actix_web::FromRequest>::from_request(&req, &mut payload).await
+            let held = match Box::pin(begin_post(&req, payload, &endpoint)).await {
+                LongPoll::Answered(response) => return response,
+                LongPoll::Held(held) => held,
             };
-            match body {
-                Ok(body) => post(req, body, endpoint).await,
-                Err(error) => error.error_response(),
-            }
+            let peer = req
+                .conn_data::<peer::PeerSocket>()
+                .map(|socket| socket as &dyn bayeux_transport::PeerWatch);
+            let reply = finish_post(&endpoint.server, &endpoint.config, held, peer).await;
+            with_cors(respond(reply), &req, &endpoint.config)
         }
         // Boxed: the long-polling branch alone sets the size of this future.
         Method::GET => Box::pin(get(req, payload, endpoint)).await,
@@ -157,23 +157,41 @@ async fn by_method(
     }
 }
 
-/// `long-polling`.
-async fn post(req: HttpRequest, body: web::Bytes, endpoint: web::Data<Cometd>) -> HttpResponse {
+/// A long-polling request, as far as it goes without waiting.
+enum LongPoll {
+    /// Its response.
+    Answered(HttpResponse),
+    /// Its `/meta/connect` is held.
+    Held(Held),
+}
+
+/// `long-polling`: reads the body (under the scope's `PayloadConfig` limit, as the `Bytes`
+/// extractor reads it) and runs its batch, up to a held connect.
+async fn begin_post(req: &HttpRequest, payload: web::Payload, endpoint: &Cometd) -> LongPoll {
+    let mut payload = payload.into_inner();
+    let body = match <web::Bytes as actix_web::FromRequest>::from_request(req, &mut payload).await {
+        Ok(body) => body,
+        Err(error) => return LongPoll::Answered(error.error_response()),
+    };
     if !endpoint.allows(TransportKind::LongPolling) {
-        return respond(HttpReply::unknown_transport());
+        return LongPoll::Answered(respond(HttpReply::unknown_transport()));
     }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let http = || http_info(&req);
+    let http = || http_info(req);
     let post = PostRequest {
         content_type,
-        origin: origin(&req, &endpoint.config, &http),
+        origin: origin(req, &endpoint.config, &http),
         body: &body,
     };
-    let reply = handle_post(&endpoint.server, &endpoint.config, post).await;
-    with_cors(respond(reply), &req, &endpoint.config)
+    match long_polling::begin_post(&endpoint.server, &endpoint.config, post).await {
+        PostBegun::Reply(reply) => {
+            LongPoll::Answered(with_cors(respond(reply), req, &endpoint.config))
+        }
+        PostBegun::Held(held) => LongPoll::Held(held),
+    }
 }
 
 /// `websocket` when the request asks for an upgrade, else `callback-polling` when it names a

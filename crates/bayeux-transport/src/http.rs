@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bayeux_message::{EncodedMessage, Message};
 
 use bayeux_server::{
-    BrowserId, HoldEnd, HttpInfo, RequestContext, RequestError, Server, TransportKind,
+    BrowserId, Hold, HoldEnd, HttpInfo, RequestContext, RequestError, Server, TransportKind,
 };
 
 use crate::config::TransportConfig;
@@ -87,6 +87,7 @@ impl std::fmt::Debug for HttpOrigin<'_> {
 }
 
 /// The messages of a successful exchange, and the cookie to set.
+#[derive(Debug)]
 pub(crate) struct Exchanged {
     pub(crate) messages: Vec<EncodedMessage>,
     pub(crate) set_cookie: Option<String>,
@@ -101,8 +102,40 @@ pub(crate) async fn exchange(
     config: &TransportConfig,
     transport: TransportKind,
     origin: HttpOrigin<'_>,
-    mut batch: Vec<Message>,
+    batch: Vec<Message>,
 ) -> Result<Exchanged, HttpReply> {
+    let peer = origin.peer;
+    match begin(server, config, transport, origin, batch).await? {
+        Begun::Done(exchanged) => Ok(exchanged),
+        Begun::Held(held) => finish(server, config, held, peer).await,
+    }
+}
+
+/// A batch run as far as it goes without waiting.
+pub(crate) enum Begun {
+    /// Nothing held: the answer.
+    Done(Exchanged),
+    /// A `/meta/connect` is held.
+    Held(Held),
+}
+
+/// A held `/meta/connect`, with what its answer starts with: what a held request keeps while it
+/// waits, and nothing else. Give it to [`finish_post`](crate::long_polling::finish_post) at
+/// once: until then the session counts its connect as held, and nothing answers it.
+#[derive(Debug)]
+pub struct Held {
+    hold: Hold,
+    exchanged: Exchanged,
+}
+
+/// Runs a batch through the server, up to a hold.
+pub(crate) async fn begin(
+    server: &Server,
+    config: &TransportConfig,
+    transport: TransportKind,
+    origin: HttpOrigin<'_>,
+    mut batch: Vec<Message>,
+) -> Result<Begun, HttpReply> {
     // A connect from a client that already left would take what is queued into an answer
     // nobody reads: it is left out, and the queue waits for the session's next connect. The
     // rest of the batch (publishes, subscriptions) is what the client asked for, and is done.
@@ -139,31 +172,46 @@ pub(crate) async fn exchange(
         .new_browser
         .as_ref()
         .map(|browser| config.cookie.set_cookie(browser.as_str(), origin.secure));
-    let mut messages = outcome.messages;
-    if let Some(hold) = outcome.hold {
-        let end = match origin.peer {
-            // The messages stay queued for the session's next connect if the client goes.
-            Some(peer) => {
-                server
-                    .wait_hold_unless(hold, poll_fn(|cx| peer.poll_closed(cx)))
-                    .await
-            }
-            None => Some(server.wait_hold(hold).await),
-        };
-        match end {
-            Some(HoldEnd::Reply(later)) => messages.extend(later),
-            Some(HoldEnd::Superseded) => {
-                return Err(HttpReply::error(
-                    config.duplicate_meta_connect_code,
-                    "superseded by a newer /meta/connect",
-                ))
-            }
-            // Nobody reads this answer.
-            None => return Err(HttpReply::error(499, "client closed the connection")),
-        }
-    }
-    Ok(Exchanged {
-        messages,
+    let exchanged = Exchanged {
+        messages: outcome.messages,
         set_cookie,
+    };
+    Ok(match outcome.hold {
+        Some(hold) => Begun::Held(Held { hold, exchanged }),
+        None => Begun::Done(exchanged),
     })
+}
+
+/// Waits for a held connect, watching its connection, and adds what it was answered.
+pub(crate) async fn finish(
+    server: &Server,
+    config: &TransportConfig,
+    held: Held,
+    peer: Option<&dyn PeerWatch>,
+) -> Result<Exchanged, HttpReply> {
+    let Held {
+        hold,
+        mut exchanged,
+    } = held;
+    let end = match peer {
+        // The messages stay queued for the session's next connect if the client goes.
+        Some(peer) => {
+            server
+                .wait_hold_unless(hold, poll_fn(|cx| peer.poll_closed(cx)))
+                .await
+        }
+        None => Some(server.wait_hold(hold).await),
+    };
+    match end {
+        Some(HoldEnd::Reply(later)) => {
+            exchanged.messages.extend(later);
+            Ok(exchanged)
+        }
+        Some(HoldEnd::Superseded) => Err(HttpReply::error(
+            config.duplicate_meta_connect_code,
+            "superseded by a newer /meta/connect",
+        )),
+        // Nobody reads this answer.
+        None => Err(HttpReply::error(499, "client closed the connection")),
+    }
 }

@@ -8,10 +8,12 @@ use bayeux_message::{
     encode_batch, messages_from_value, parse_batch, parse_json, BatchError, Message,
 };
 use bayeux_server::{Server, TransportKind};
+use futures::FutureExt;
 use serde_json::Value;
+use std::future::Future;
 
 use crate::config::TransportConfig;
-use crate::http::{exchange, HttpOrigin, HttpReply};
+use crate::http::{begin, finish, Begun, Exchanged, Held, HttpOrigin, HttpReply, PeerWatch};
 
 /// What the transport needs from an HTTP `POST`.
 #[derive(Clone, Debug)]
@@ -27,20 +29,48 @@ pub struct PostRequest<'a> {
 /// Content type of every successful response.
 pub const JSON_UTF8: &str = "application/json;charset=UTF-8";
 
-/// Handles one long-polling `POST`.
+/// Handles one long-polling `POST`: [`begin_post`], then, for a held connect, [`finish_post`].
 pub async fn handle_post(
     server: &Server,
     config: &TransportConfig,
     req: PostRequest<'_>,
 ) -> HttpReply {
+    let peer = req.origin.peer;
+    match begin_post(server, config, req).await {
+        PostBegun::Reply(reply) => reply,
+        PostBegun::Held(held) => finish_post(server, config, held, peer).await,
+    }
+}
+
+/// A long-polling `POST` handled as far as it goes without waiting.
+#[derive(Debug)]
+pub enum PostBegun {
+    /// The response.
+    Reply(HttpReply),
+    /// A `/meta/connect` is held: [`finish_post`] waits for it and makes the response.
+    Held(Held),
+}
+
+/// Parses and runs a `POST`'s batch, up to a held connect. Apart from [`finish_post`] so that a
+/// web framework can keep the two in different futures: a held request then costs only what
+/// the wait needs, not the room that parsing and handling took (the framework boxes the first,
+/// which ends before the wait).
+pub async fn begin_post(
+    server: &Server,
+    config: &TransportConfig,
+    req: PostRequest<'_>,
+) -> PostBegun {
     if req.body.len() > config.max_message_size {
-        return HttpReply::error(413, "request body larger than maxMessageSize");
+        return PostBegun::Reply(HttpReply::error(
+            413,
+            "request body larger than maxMessageSize",
+        ));
     }
     let batch = match read_batch(req.content_type, req.body) {
         Ok(batch) => batch,
-        Err(reply) => return reply,
+        Err(reply) => return PostBegun::Reply(reply),
     };
-    match exchange(
+    match begin(
         server,
         config,
         TransportKind::LongPolling,
@@ -49,29 +79,59 @@ pub async fn handle_post(
     )
     .await
     {
-        Ok(done) => HttpReply {
-            status: 200,
-            content_type: JSON_UTF8,
-            body: encode_batch(&done.messages),
-            set_cookie: done.set_cookie,
-        },
+        Ok(Begun::Done(exchanged)) => PostBegun::Reply(json_reply(exchanged)),
+        Ok(Begun::Held(held)) => PostBegun::Held(held),
+        Err(reply) => PostBegun::Reply(reply),
+    }
+}
+
+/// Waits for the connect [`begin_post`] held, watching `peer` (the request's connection) if
+/// given, and makes the response.
+// Not an `async fn`: one would keep a second copy of its arguments beside the inner future's
+// for as long as the request is held.
+pub fn finish_post<'a>(
+    server: &'a Server,
+    config: &'a TransportConfig,
+    held: Held,
+    peer: Option<&'a dyn PeerWatch>,
+) -> impl Future<Output = HttpReply> + 'a {
+    finish(server, config, held, peer).map(|finished| match finished {
+        Ok(exchanged) => json_reply(exchanged),
         Err(reply) => reply,
+    })
+}
+
+fn json_reply(exchanged: Exchanged) -> HttpReply {
+    HttpReply {
+        status: 200,
+        content_type: JSON_UTF8,
+        body: encode_batch(&exchanged.messages),
+        set_cookie: exchanged.set_cookie,
     }
 }
 
 /// Parses the body by content type: JSON, or the spec's form-encoded `message=` parameters.
 fn read_batch(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Message>, HttpReply> {
+    // Compared without case, and without a lowercase copy per request.
     let media_type = content_type
         .and_then(|ct| ct.split(';').next())
-        .map(|mt| mt.trim().to_ascii_lowercase());
-    let parsed = match media_type.as_deref() {
-        None | Some("application/json" | "text/json" | "text/plain") => parse_batch(body),
-        Some(mt) if mt.ends_with("+json") => parse_batch(body),
-        Some("application/x-www-form-urlencoded") => parse_form(body),
+        .map(str::trim);
+    let is = |mt: &str, name: &str| mt.eq_ignore_ascii_case(name);
+    let json_suffix = |mt: &str| {
+        let mt = mt.as_bytes();
+        mt.len() >= 5 && mt[mt.len() - 5..].eq_ignore_ascii_case(b"+json")
+    };
+    let parsed = match media_type {
+        None => parse_batch(body),
+        Some(mt) if is(mt, "application/json") || is(mt, "text/json") || is(mt, "text/plain") => {
+            parse_batch(body)
+        }
+        Some(mt) if json_suffix(mt) => parse_batch(body),
+        Some(mt) if is(mt, "application/x-www-form-urlencoded") => parse_form(body),
         Some(other) => {
             return Err(HttpReply::error(
                 415,
-                format!("unsupported content type {other:?}"),
+                format!("unsupported content type {:?}", other.to_ascii_lowercase()),
             ));
         }
     };
