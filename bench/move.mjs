@@ -10,6 +10,7 @@
 // Prints one JSON line per run and build, then the medians of the runs' p50 and p99 (ms).
 import { spawn } from 'node:child_process';
 import { startRedis } from '../conformance/node/lib/redis.mjs';
+import { post } from './raw-post.mjs';
 
 const [runsArg, connectsArg, ...builds] = process.argv.slice(2);
 const RUNS = Number(runsArg || 3);
@@ -37,15 +38,11 @@ function startNode(binary, redisUrl, name) {
   });
 }
 
-let id = 0;
-async function post(url, messages, cookie) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) },
-    body: JSON.stringify(messages.map((m) => ({ id: String(++id), ...m }))),
-  });
+/** A POST that must be answered 200. */
+async function post200(url, messages, cookie) {
+  const res = await post(url, messages, cookie);
   if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}`);
-  return { body: await res.json(), cookie: res.headers.get('set-cookie')?.split(';')[0] };
+  return res;
 }
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
@@ -53,12 +50,12 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 
 /** Milliseconds per immediate connect, `CONNECTS` of them, each to `urls[i % urls.length]`. */
 async function connects(urls) {
-  const hs = await post(urls[0], [{ channel: '/meta/handshake', version: '1.0', supportedConnectionTypes: ['long-polling'] }]);
+  const hs = await post200(urls[0], [{ channel: '/meta/handshake', version: '1.0', supportedConnectionTypes: ['long-polling'] }]);
   const clientId = hs.body[0].clientId;
   const times = [];
   for (let i = 0; i < CONNECTS + 20; i++) {
     const began = process.hrtime.bigint();
-    const reply = await post(urls[i % urls.length], [{ channel: '/meta/connect', clientId, connectionType: 'long-polling', advice: { timeout: 0 } }], hs.cookie);
+    const reply = await post200(urls[i % urls.length], [{ channel: '/meta/connect', clientId, connectionType: 'long-polling', advice: { timeout: 0 } }], hs.cookie);
     const ms = Number(process.hrtime.bigint() - began) / 1e6;
     if (reply.body[0].successful !== true) throw new Error(JSON.stringify(reply.body));
     if (i >= 20) times.push(ms); // the first few warm connections and caches up

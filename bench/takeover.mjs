@@ -5,19 +5,9 @@
 // line: the time from the kill (or drain) to the first delivery from B, and whether every
 // message arrived once.
 // Usage: node takeover.mjs kill|drain URL_A URL_B PID_A
-const [how, urlA, urlB, pidA] = process.argv.slice(2);
+import { post } from './raw-post.mjs';
 
-let id = 0;
-async function post(url, messages, cookie) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(cookie ? { cookie } : {}) },
-    body: JSON.stringify(messages.map((m) => ({ id: String(++id), ...m }))),
-    signal: AbortSignal.timeout(30000),
-  });
-  const cookieOut = res.headers.get('set-cookie')?.split(';')[0];
-  return { status: res.status, body: res.status === 200 ? await res.json() : [], cookie: cookieOut };
-}
+const [how, urlA, urlB, pidA] = process.argv.slice(2);
 
 async function session(url, ext) {
   const hs = await post(url, [{ channel: '/meta/handshake', version: '1.0', supportedConnectionTypes: ['long-polling'], ext }]);
