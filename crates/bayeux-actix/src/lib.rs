@@ -150,7 +150,7 @@ async fn by_method(
             let reply = finish_post(&endpoint.server, &endpoint.config, held, peer).await;
             with_cors(respond(reply), &req, &endpoint.config)
         }
-        // Boxed: the long-polling branch alone sets the size of this future.
+        // Boxed too: a held long-poll's wait, not the other transports, sets this future's size.
         Method::GET => Box::pin(get(req, payload, endpoint)).await,
         Method::OPTIONS => options(req, endpoint).await,
         _ => unknown_transport().await,
