@@ -322,6 +322,9 @@ export function transportSuite(T) {
         await call('subscribe', { id: a.id, channel: `/browser/${T}/bye` });
         const firstOut = a.tapOut.findIndex((e) => e.message.channel === '/meta/connect');
         const held = await call('waitForOutgoing', { id: a.id, match: { channel: '/meta/connect' }, from: firstOut + 1 });
+        // Sent is not yet held: the browser's other connection may carry the disconnect to the
+        // server first, and the connect would then meet a session already gone (402).
+        await untilHeld(server, 1);
         await assertTransportWire(T, wire, server.url);
 
         const d = await call('disconnect', { id: a.id });
@@ -346,6 +349,20 @@ export function transportSuite(T) {
         assert.equal((await call('state', { id: a.id })).status, 'disconnected');
       }));
   });
+}
+
+/** Resolves once the server says `count` connects are held (its `/metrics`), or throws after 5 s. */
+async function untilHeld(server, count) {
+  const metrics = new URL('/metrics', server.url);
+  const deadline = Date.now() + 5000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const text = await (await fetch(metrics)).text();
+    last = text.split('\n').find((line) => line.startsWith('bayeux_held_connects ')) ?? '(none)';
+    if (Number(last.split(' ')[1]) >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`never ${count} held connect(s): ${last}`);
 }
 
 function isConnect(m) {
