@@ -430,10 +430,23 @@ async fn unknown_transport() -> HttpResponse {
     respond(HttpReply::unknown_transport())
 }
 
+/// The transports' own content types as static header values: a `&str` would be copied into
+/// a new one on every response. Anything else is checked (and replaced if it is no header).
+fn content_type(value: &'static str) -> header::HeaderValue {
+    use bayeux_transport::{callback_polling::JAVASCRIPT_UTF8, http::TEXT_UTF8};
+    match value {
+        long_polling::JSON_UTF8 | TEXT_UTF8 | JAVASCRIPT_UTF8 => {
+            header::HeaderValue::from_static(value)
+        }
+        other => header::HeaderValue::from_str(other)
+            .unwrap_or(header::HeaderValue::from_static("application/octet-stream")),
+    }
+}
+
 fn respond(reply: HttpReply) -> HttpResponse {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponseBuilder::new(status);
-    response.insert_header((header::CONTENT_TYPE, reply.content_type));
+    response.insert_header((header::CONTENT_TYPE, content_type(reply.content_type)));
     if let Some(cookie) = reply.set_cookie {
         response.insert_header((header::SET_COOKIE, cookie));
     }
@@ -469,6 +482,19 @@ mod tests {
             assert_eq!(body[0]["successful"], json!(true), "{path}");
         }
         assert_eq!(server.session_count(), 5);
+    }
+
+    #[actix_rt::test]
+    async fn content_types_are_the_transports_own_or_checked() {
+        for value in [
+            long_polling::JSON_UTF8,
+            bayeux_transport::http::TEXT_UTF8,
+            callback_polling::JAVASCRIPT_UTF8,
+            "application/x-custom",
+        ] {
+            assert_eq!(content_type(value), value);
+        }
+        assert_eq!(content_type("bad\nvalue"), "application/octet-stream");
     }
 
     #[actix_rt::test]
