@@ -255,14 +255,20 @@ impl Cluster {
             .is_some_and(|at| at.elapsed() < within)
     }
 
-    /// Whether a node without a heartbeat is dead. Not until every live node had time to beat
-    /// again after this node last found the backplane unreachable: an outage longer than
-    /// `node_ttl` lets every heartbeat run out, the live nodes' too. This node's own last
-    /// failure may be up to a heartbeat before the backplane came back, and another node's
-    /// next beat up to a heartbeat after: `node_ttl + heartbeat` covers both (a `node_ttl`
-    /// shorter than two heartbeats would call live nodes dead anyway).
-    pub(crate) fn heartbeats_trusted(&self) -> bool {
-        !self.failed_within(self.options.node_ttl + self.options.heartbeat)
+    /// Whether `node` lives, as far as heartbeats can tell (the call's outcome noted). Right
+    /// after this node found the backplane unreachable, a missing heartbeat says nothing: an
+    /// outage longer than `node_ttl` lets every heartbeat run out, the live nodes' too. This
+    /// node's own last failure may be up to a heartbeat before the backplane came back, and
+    /// another node's next beat up to a heartbeat after, so for `node_ttl + heartbeat` after
+    /// a failure every node is presumed alive (a `node_ttl` shorter than two heartbeats would
+    /// call live nodes dead anyway).
+    pub(crate) async fn is_alive(&self, node: &NodeId) -> Result<bool, BackplaneError> {
+        if self.failed_within(self.options.node_ttl + self.options.heartbeat) {
+            return Ok(true);
+        }
+        let alive = self.backplane.is_alive(node).await;
+        self.note(&alive);
+        alive
     }
 
     pub(crate) fn expected(&self) -> MutexGuard<'_, HashMap<ClientId, Expected>> {

@@ -164,14 +164,7 @@ impl Server {
         let former = previous.filter(|node| *node != cluster.node);
         let mut timed_out = false;
         if let Some(former) = &former {
-            // Right after an outage a missing heartbeat says nothing: ask the node anyway.
-            let alive = if cluster.heartbeats_trusted() {
-                backplane.is_alive(former).await
-            } else {
-                Ok(true)
-            };
-            cluster.note(&alive);
-            match alive {
+            match cluster.is_alive(former).await {
                 Err(_) => return None,
                 Ok(false) => {}
                 Ok(true) => {
@@ -264,10 +257,7 @@ impl Server {
                 adopted = &mut was_adopted => return Ok(adopted.is_ok()),
                 () = tokio::time::sleep(pause) => {}
             }
-            if Instant::now() >= deadline
-                || (cluster.heartbeats_trusted()
-                    && matches!(cluster.backplane.is_alive(former).await, Ok(false)))
-            {
+            if Instant::now() >= deadline || matches!(cluster.is_alive(former).await, Ok(false)) {
                 forget();
                 // The reader may have adopted it just now.
                 return Ok(was_adopted.try_recv().is_ok());

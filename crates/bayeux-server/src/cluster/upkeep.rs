@@ -207,10 +207,6 @@ async fn clean_up_dead_nodes(inner: &Arc<Inner>, dead_since: &mut HashMap<NodeId
     let cluster = inner.cluster();
     let config = inner.engine.config();
     let grace = config.timeout + config.interval + config.max_interval;
-    if !cluster.heartbeats_trusted() {
-        dead_since.clear();
-        return;
-    }
     let Ok(nodes) = cluster.backplane.nodes().await else {
         return;
     };
@@ -219,7 +215,7 @@ async fn clean_up_dead_nodes(inner: &Arc<Inner>, dead_since: &mut HashMap<NodeId
         if node == cluster.node {
             continue;
         }
-        match cluster.backplane.is_alive(&node).await {
+        match cluster.is_alive(&node).await {
             Ok(false) => {}
             _ => {
                 dead_since.remove(&node);
