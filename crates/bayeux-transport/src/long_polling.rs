@@ -220,6 +220,31 @@ mod tests {
         assert_eq!(server.session_count(), 0);
     }
 
+    #[test]
+    fn content_types_are_matched_without_case() {
+        let body = br#"[{"channel":"/a","data":1}]"#;
+        for accepted in [
+            "Application/JSON",
+            "TEXT/plain; charset=UTF-8",
+            "application/vnd.api+JSON",
+            " text/json ",
+        ] {
+            let batch = read_batch(Some(accepted), body).expect(accepted);
+            assert_eq!(batch.len(), 1, "{accepted}");
+        }
+        let form = read_batch(
+            Some("Application/X-WWW-Form-Urlencoded"),
+            b"message=%7B%22channel%22%3A%22%2Fa%22%7D",
+        )
+        .unwrap();
+        assert_eq!(form[0].channel(), Some("/a"));
+        for (refused, named) in [("Text/HTML", "text/html"), ("€", "€"), ("+jsön", "+jsön")] {
+            let reply = read_batch(Some(refused), body).unwrap_err();
+            assert_eq!(reply.status, 415, "{refused}");
+            assert_eq!(reply.body, format!("unsupported content type {named:?}"));
+        }
+    }
+
     #[tokio::test]
     async fn handshake_mixed_with_other_messages_is_500() {
         let server = Server::builder().build();
