@@ -2,7 +2,7 @@
 //!
 //! Keyed by subscription name (exact channel or pattern) in a sharded map, so subscribes and
 //! publishes on different channels do not contend. Routing a publish on `/a/b/c` looks up only
-//! the keys of [`ChannelName::subscribers_keys`], never scans all patterns.
+//! the keys of [`ChannelName::for_each_subscribers_key`], never scans all patterns.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -39,14 +39,14 @@ impl SubscriptionIndex {
     pub fn subscribers(&self, channel: &ChannelName) -> Vec<Arc<Session>> {
         let mut found: Vec<Arc<Session>> = Vec::new();
         let mut sources = 0;
-        for key in channel.subscribers_keys() {
-            if let Some(subscribers) = self.by_name.get(key.as_str()) {
+        channel.for_each_subscribers_key(|key| {
+            if let Some(subscribers) = self.by_name.get(key) {
                 if !subscribers.is_empty() {
                     sources += 1;
                     found.extend(subscribers.values().cloned());
                 }
             }
-        }
+        });
         if sources > 1 {
             // A session may subscribe through several matching names; it gets one copy.
             let mut seen = HashSet::with_capacity(found.len());

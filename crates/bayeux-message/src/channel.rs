@@ -123,21 +123,34 @@ impl ChannelName {
     /// For `/a/b/c`: `/a/b/c`, `/a/b/*`, `/a/b/**`, `/a/**`, `/**`. A pattern yields only itself
     /// (a publish on a pattern is refused before routing; server-side lookups stay exact).
     pub fn subscribers_keys(&self) -> Vec<String> {
+        let mut keys = Vec::with_capacity(3 + self.as_str().matches('/').count());
+        self.for_each_subscribers_key(|key| keys.push(key.to_owned()));
+        keys
+    }
+
+    /// Calls `visit` with each of [`subscribers_keys`](Self::subscribers_keys), in the same
+    /// order, without a `String` per key: every publish routes through these, so the keys
+    /// are written one after the other into a single buffer.
+    pub fn for_each_subscribers_key(&self, mut visit: impl FnMut(&str)) {
         let name = self.as_str();
+        visit(name);
         if self.is_wildcard() {
-            return vec![name.to_owned()];
+            return;
         }
-        let mut keys = Vec::with_capacity(2 + name.matches('/').count());
-        keys.push(name.to_owned());
         let parent_end = name
             .rfind('/')
             .expect("a valid channel name starts with '/'");
-        let parent = &name[..parent_end];
-        keys.push(format!("{parent}/*"));
+        let mut key = String::with_capacity(parent_end + 3);
+        key.push_str(&name[..parent_end]);
+        key.push_str("/*");
+        visit(&key);
         // `/**` patterns of every ancestor, nearest first.
         let mut end = parent_end;
         loop {
-            keys.push(format!("{}/**", &name[..end]));
+            key.clear();
+            key.push_str(&name[..end]);
+            key.push_str("/**");
+            visit(&key);
             if end == 0 {
                 break;
             }
@@ -145,7 +158,6 @@ impl ChannelName {
                 .rfind('/')
                 .expect("ancestors of a valid name start with '/'");
         }
-        keys
     }
 
     /// True when a session subscribed to this name receives a message published on `channel`.
