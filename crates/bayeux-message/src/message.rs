@@ -4,6 +4,7 @@
 //! `ext` and `data` pass through untouched. Typed accessors read the protocol fields; a field
 //! of the wrong JSON type reads as absent, and the protocol layer turns that into a Bayeux error.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -112,6 +113,10 @@ impl fmt::Debug for Message {
     }
 }
 
+/// The largest encoding buffer a thread keeps between messages; a larger message's buffer is
+/// freed after use rather than held for ever.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
 /// A message already encoded as JSON object text, cheap to clone and share.
 ///
 /// A broadcast is encoded once and the same bytes sit in every subscriber's queue; responses
@@ -126,7 +131,30 @@ impl EncodedMessage {
     /// Never for the types this crate builds: serde_json only fails on maps with non-string keys
     /// or on failing `Serialize` impls.
     pub fn from_value<T: serde::Serialize + ?Sized>(value: &T) -> Self {
-        let text = serde_json::to_string(value).expect("JSON objects always serialise");
+        thread_local! {
+            // Every broadcast and every reply is encoded here: writing into a buffer kept
+            // per thread, then copying once into the shared text, costs one allocation per
+            // message, where a fresh buffer would cost two or more (grown by doubling, then
+            // copied).
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                let encoded = Self::from_buffer(&mut buf, value);
+                if buf.capacity() > SCRATCH_KEPT {
+                    *buf = Vec::new();
+                }
+                encoded
+            }
+            // Only a `Serialize` impl that encodes a message itself gets here.
+            Err(_) => Self::from_buffer(&mut Vec::new(), value),
+        })
+    }
+
+    fn from_buffer<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Self {
+        serde_json::to_writer(&mut *buf, value).expect("JSON objects always serialise");
+        let text = std::str::from_utf8(buf).expect("serde_json writes UTF-8");
         // Lone surrogates go out as the escapes the client sent.
         Self(Arc::from(crate::surrogates::to_external(text)))
     }
@@ -182,6 +210,20 @@ mod tests {
             Value::Object(map) => Message(map),
             _ => panic!("test messages are objects"),
         }
+    }
+
+    #[test]
+    fn encodings_through_the_shared_buffer_are_exact_whatever_came_before() {
+        // A message larger than the buffer a thread keeps, then small ones: each text is
+        // its own, nothing of the previous one is left in it.
+        let big = "x".repeat(SCRATCH_KEPT + 1);
+        let first = message(json!({"channel": "/a", "data": big})).encode();
+        assert_eq!(first.as_str(), format!(r#"{{"channel":"/a","data":"{big}"}}"#));
+        let second = message(json!({"channel": "/b", "data": 1})).encode();
+        assert_eq!(second.as_str(), r#"{"channel":"/b","data":1}"#);
+        let third = message(json!({"channel": "/c"})).encode();
+        assert_eq!(third.as_str(), r#"{"channel":"/c"}"#);
+        assert_eq!(second.as_str(), r#"{"channel":"/b","data":1}"#);
     }
 
     #[test]

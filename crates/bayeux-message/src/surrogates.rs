@@ -103,9 +103,9 @@ pub fn to_internal(text: &[u8]) -> Cow<'_, [u8]> {
 
 /// JSON text with the internal forms mapped back to what the client sent: `\udXXX` escapes,
 /// and U+FDD0.
-pub fn to_external(json: String) -> String {
+pub fn to_external(json: &str) -> Cow<'_, str> {
     if !json.contains(SENTINEL) {
-        return json;
+        return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len());
     let mut chars = json.chars().peekable();
@@ -128,7 +128,7 @@ pub fn to_external(json: String) -> String {
             _ => out.push(c),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Whether the text holds a surrogate escape or a U+FDD0 (else nothing to map).
@@ -159,7 +159,7 @@ mod tests {
 
     fn round_trip(text: &str) -> String {
         let value = parse_json(text.as_bytes()).expect("parses");
-        to_external(serde_json::to_string(&value).expect("encodes"))
+        to_external(&serde_json::to_string(&value).expect("encodes")).into_owned()
     }
 
     #[test]
@@ -206,7 +206,7 @@ mod tests {
         );
         // Made by server code, alone: left alone.
         assert_eq!(
-            to_external(json!({"a": "\u{FDD0}x"}).to_string()),
+            to_external(&json!({"a": "\u{FDD0}x"}).to_string()),
             "{\"a\":\"\u{FDD0}x\"}"
         );
     }
