@@ -246,7 +246,12 @@ fn upgrade_websocket(
     if let Some(watch) = req.conn_data::<peer::PeerSocket>() {
         watch.close();
     }
-    let http = http_info(req);
+    // Kept for the socket's life, for the policy's handshake checks: not copied without one.
+    let http = endpoint
+        .server
+        .engine()
+        .has_security_policy()
+        .then(|| http_info(req));
     let max = endpoint.config.max_message_size;
     let inbound = stream
         .max_frame_size(max)
@@ -289,7 +294,7 @@ fn upgrade_websocket(
         websocket::serve(
             endpoint.server.clone(),
             &endpoint.config,
-            Some(http),
+            http,
             Box::pin(inbound),
             outbound,
         )

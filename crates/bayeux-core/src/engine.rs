@@ -51,9 +51,10 @@ pub struct RequestContext {
     /// Only the bound session may be used (`ws.requireHandshakePerConnection`): a new
     /// connection cannot resume a session by presenting its `clientId`.
     pub require_bound_session: bool,
-    /// The HTTP request (headers, peer), for the security policy's `can_handshake`. The HTTP
-    /// transports fill it for a batch with a handshake only; a websocket, for every batch
-    /// (from its upgrade request, copied once).
+    /// The HTTP request (headers, peer), for the security policy's `can_handshake`, filled only
+    /// when one is installed ([`Engine::has_security_policy`]). The HTTP transports fill it
+    /// for a batch with a handshake only; a websocket, for every batch (from its upgrade
+    /// request, copied once).
     pub http: Option<Arc<HttpInfo>>,
     /// The request came over HTTP/2 or later, whose connections multiplex requests:
     /// `http2_max_sessions_per_browser` applies instead of `max_sessions_per_browser`.
@@ -143,6 +144,8 @@ pub struct Engine {
     pub(crate) listeners: Vec<Arc<dyn SessionListener>>,
     pub(crate) extensions: Vec<Arc<dyn Extension>>,
     pub(crate) policy: Arc<dyn SecurityPolicy>,
+    /// An application policy replaced [`AllowAll`].
+    custom_policy: bool,
     pub(crate) authorizers: ChannelRegistry<dyn Authorizer>,
     pub(crate) services: ChannelRegistry<dyn Service>,
     pub(crate) message_listeners: ChannelRegistry<dyn MessageListener>,
@@ -188,6 +191,7 @@ impl Engine {
             listeners: Vec::new(),
             extensions: Vec::new(),
             policy: Arc::new(AllowAll),
+            custom_policy: false,
             authorizers: ChannelRegistry::default(),
             services: ChannelRegistry::default(),
             message_listeners: ChannelRegistry::default(),
@@ -402,7 +406,16 @@ impl Engine {
     /// Replaces the security policy (by default everything the protocol allows is allowed).
     pub fn with_policy(mut self, policy: Arc<dyn SecurityPolicy>) -> Self {
         self.policy = policy;
+        self.custom_policy = true;
         self
+    }
+
+    /// Whether an application security policy is installed. Only a policy reads the HTTP
+    /// request behind a handshake ([`RequestContext::http`]), so transports copy the request's
+    /// headers only when this is true: without one, a websocket keeps no copy of its upgrade
+    /// request for its whole life, and a handshake costs a dozen allocations less.
+    pub fn has_security_policy(&self) -> bool {
+        self.custom_policy
     }
 
     /// Adds a listener told of channels added and removed.

@@ -1207,6 +1207,12 @@ fn secured() -> Harness {
     h
 }
 
+#[test]
+fn transports_are_told_to_copy_request_headers_only_for_an_application_policy() {
+    assert!(!Harness::new().engine.has_security_policy());
+    assert!(secured().engine.has_security_policy());
+}
+
 fn handshake_with_token(h: &mut Harness, token: &str) -> Value {
     let (replies, _) = h.send(
         &format!("b-{token}"),

@@ -152,7 +152,9 @@ pub(crate) async fn begin(
         !v.is_empty() && v.len() <= MAX_COOKIE_LEN && v.bytes().all(|b| b.is_ascii_graphic())
     });
     let mut ctx = RequestContext::new(transport).with_browser(known_browser.map(BrowserId::new));
-    if batch.iter().any(|m| m.channel() == Some("/meta/handshake")) {
+    if server.engine().has_security_policy()
+        && batch.iter().any(|m| m.channel() == Some("/meta/handshake"))
+    {
         ctx.http = origin.http.map(|info| info());
     }
     ctx.multiplexed = origin.multiplexed;
