@@ -218,7 +218,10 @@ mod tests {
         // its own, nothing of the previous one is left in it.
         let big = "x".repeat(SCRATCH_KEPT + 1);
         let first = message(json!({"channel": "/a", "data": big})).encode();
-        assert_eq!(first.as_str(), format!(r#"{{"channel":"/a","data":"{big}"}}"#));
+        assert_eq!(
+            first.as_str(),
+            format!(r#"{{"channel":"/a","data":"{big}"}}"#)
+        );
         let second = message(json!({"channel": "/b", "data": 1})).encode();
         assert_eq!(second.as_str(), r#"{"channel":"/b","data":1}"#);
         let third = message(json!({"channel": "/c"})).encode();
