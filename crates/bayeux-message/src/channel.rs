@@ -123,7 +123,7 @@ impl ChannelName {
     /// For `/a/b/c`: `/a/b/c`, `/a/b/*`, `/a/b/**`, `/a/**`, `/**`. A pattern yields only itself
     /// (a publish on a pattern is refused before routing; server-side lookups stay exact).
     pub fn subscribers_keys(&self) -> Vec<String> {
-        let mut keys = Vec::with_capacity(3 + self.as_str().matches('/').count());
+        let mut keys = Vec::with_capacity(2 + self.as_str().matches('/').count());
         self.for_each_subscribers_key(|key| keys.push(key.to_owned()));
         keys
     }

@@ -138,18 +138,21 @@ impl EncodedMessage {
             // copied).
             static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
-        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                let encoded = Self::from_buffer(&mut buf, value);
-                if buf.capacity() > SCRATCH_KEPT {
-                    *buf = Vec::new();
-                }
-                encoded
+        let shared = SCRATCH.try_with(|scratch| {
+            let mut buf = scratch.try_borrow_mut().ok()?;
+            buf.clear();
+            let encoded = Self::from_buffer(&mut buf, value);
+            if buf.capacity() > SCRATCH_KEPT {
+                *buf = Vec::new();
             }
-            // Only a `Serialize` impl that encodes a message itself gets here.
-            Err(_) => Self::from_buffer(&mut Vec::new(), value),
-        })
+            Some(encoded)
+        });
+        // Without the buffer (a `Serialize` impl that encodes a message itself, or a thread
+        // tearing down its locals), a fresh one does the same.
+        shared
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Self::from_buffer(&mut Vec::new(), value))
     }
 
     fn from_buffer<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Self {

@@ -69,8 +69,8 @@ pub struct HttpOrigin<'a> {
     /// Whether the request came over HTTP/2 or later (`http2MaxSessionsPerBrowser`).
     pub multiplexed: bool,
     /// Headers and peer address, for the security policy's `can_handshake`: made only for a
-    /// batch with a handshake (copying every header of every request would cost a dozen
-    /// allocations per exchange).
+    /// batch with a handshake, and only when the application installed a policy (copying
+    /// every header of every request would cost a dozen allocations per exchange).
     pub http: Option<&'a dyn Fn() -> Arc<HttpInfo>>,
     /// The connection, watched while a `/meta/connect` is held on it.
     pub peer: Option<&'a dyn PeerWatch>,
