@@ -79,11 +79,8 @@ impl Cometd {
 
     /// The actix-web scope serving the endpoint at `path` and every path below it.
     pub fn scope(self, path: &str) -> Scope {
-        // actix enforces the body limit while reading, before any byte reaches the engine.
-        let limit = web::PayloadConfig::new(self.config.max_message_size);
         web::scope(path)
             .app_data(web::Data::new(self))
-            .app_data(limit)
             // Every path of the scope, as its default service: a pattern such as
             // `/{tail:.*}` would cost a regular expression match per request.
             .default_service(web::to(by_method))
@@ -165,13 +162,13 @@ enum LongPoll {
     Held(Held),
 }
 
-/// `long-polling`: reads the body (under the scope's `PayloadConfig` limit, as the `Bytes`
-/// extractor reads it) and runs its batch, up to a held connect.
+/// `long-polling`: reads the body (at most `maxMessageSize`, answered as actix-web answers a
+/// larger one) and runs its batch, up to a held connect.
 async fn begin_post(req: &HttpRequest, payload: web::Payload, endpoint: &Cometd) -> LongPoll {
-    let mut payload = payload.into_inner();
-    let body = match <web::Bytes as actix_web::FromRequest>::from_request(req, &mut payload).await {
+    let limit = endpoint.config.max_message_size;
+    let body = match request::body(req, payload.into_inner(), limit).await {
         Ok(body) => body,
-        Err(error) => return LongPoll::Answered(error.error_response()),
+        Err(error) => return LongPoll::Answered(actix_web::Error::from(error).error_response()),
     };
     if !endpoint.allows(TransportKind::LongPolling) {
         return LongPoll::Answered(respond(HttpReply::unknown_transport()));
