@@ -25,7 +25,8 @@
 //!   `bayeux-transport`; probes and metrics.
 //! - `admin`: the admin API.
 //! - `peer`: [`watch_connections`], which lets a held connect notice its client left.
-//! - `request`: the cookie and scheme of a request, read without actix's per-request caches.
+//! - `request`: the cookie, scheme and body of a request, read without actix's per-request
+//!   caches and buffers.
 //! - [`listener`]: a plaintext listener that speaks HTTP/1.1 only, lighter per idle client.
 
 mod admin;

@@ -98,8 +98,8 @@ impl Channels {
         }
         // The channel itself, then the patterns that match it; a lazy concrete parent does
         // not make its children lazy, only patterns do.
-        channel.subscribers_keys().iter().find_map(|key| {
-            let entry = self.entries.get(key.as_str())?;
+        channel.find_subscribers_key(|key| {
+            let entry = self.entries.get(key)?;
             entry
                 .options
                 .lazy

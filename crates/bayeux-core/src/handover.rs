@@ -235,11 +235,14 @@ impl Engine {
                 }
                 let subscribed = {
                     let st = session.lock();
-                    channel.subscribers_keys().iter().any(|key| {
-                        st.subscriptions
-                            .get(key.as_str())
-                            .is_some_and(|from| *from < position)
-                    })
+                    channel
+                        .find_subscribers_key(|key| {
+                            st.subscriptions
+                                .get(key)
+                                .is_some_and(|from| *from < position)
+                                .then_some(())
+                        })
+                        .is_some()
                 };
                 if subscribed {
                     let message = match self.history.channel(channel) {

@@ -282,10 +282,7 @@ impl History {
         if !self.is_enabled() || channel.is_wildcard() {
             return None;
         }
-        channel
-            .subscribers_keys()
-            .iter()
-            .find_map(|key| self.rules.get(key.as_str()).map(|r| *r))
+        channel.find_subscribers_key(|key| self.rules.get(key).map(|r| *r))
     }
 
     /// The history of `channel`, created on first use; `None` when it keeps none.

@@ -41,10 +41,16 @@ impl<T: ?Sized> ChannelRegistry<T> {
             return Vec::new();
         }
         let mut found = Vec::new();
-        for key in keys(channel) {
-            if let Some(items) = self.by_name.get(key.as_str()) {
+        let mut add = |key: &str| {
+            if let Some(items) = self.by_name.get(key) {
                 found.extend(items.iter().cloned());
             }
+        };
+        if channel.is_wildcard() {
+            keys(channel).iter().for_each(|key| add(key));
+        } else {
+            // Every publish to a channel with a registration somewhere comes here.
+            channel.for_each_subscribers_key(add);
         }
         found
     }

@@ -132,10 +132,21 @@ impl ChannelName {
     /// order, without a `String` per key: every publish routes through these, so the keys
     /// are written one after the other into a single buffer.
     pub fn for_each_subscribers_key(&self, mut visit: impl FnMut(&str)) {
+        self.find_subscribers_key(|key| {
+            visit(key);
+            None::<()>
+        });
+    }
+
+    /// The first of [`subscribers_keys`](Self::subscribers_keys), in their order, for which
+    /// `found` gives something, and what it gave; the keys after it are not made.
+    pub fn find_subscribers_key<T>(&self, mut found: impl FnMut(&str) -> Option<T>) -> Option<T> {
         let name = self.as_str();
-        visit(name);
+        if let Some(hit) = found(name) {
+            return Some(hit);
+        }
         if self.is_wildcard() {
-            return;
+            return None;
         }
         let parent_end = name
             .rfind('/')
@@ -143,16 +154,20 @@ impl ChannelName {
         let mut key = String::with_capacity(parent_end + 3);
         key.push_str(&name[..parent_end]);
         key.push_str("/*");
-        visit(&key);
+        if let Some(hit) = found(&key) {
+            return Some(hit);
+        }
         // `/**` patterns of every ancestor, nearest first.
         let mut end = parent_end;
         loop {
             key.clear();
             key.push_str(&name[..end]);
             key.push_str("/**");
-            visit(&key);
+            if let Some(hit) = found(&key) {
+                return Some(hit);
+            }
             if end == 0 {
-                break;
+                return None;
             }
             end = name[..end]
                 .rfind('/')
@@ -283,6 +298,22 @@ mod tests {
         );
         assert_eq!(name("/a").subscribers_keys(), ["/a", "/*", "/**"]);
         assert_eq!(name("/a/*").subscribers_keys(), ["/a/*"]);
+    }
+
+    #[test]
+    fn finding_a_key_stops_at_the_first_hit() {
+        let mut seen = Vec::new();
+        let hit = name("/a/b/c").find_subscribers_key(|key| {
+            seen.push(key.to_owned());
+            (key == "/a/b/**" || key == "/**").then_some(key.len())
+        });
+        assert_eq!(hit, Some(7));
+        assert_eq!(seen, ["/a/b/c", "/a/b/*", "/a/b/**"]);
+        assert_eq!(name("/a").find_subscribers_key(|_| None::<()>), None);
+        assert_eq!(
+            name("/a/*").find_subscribers_key(|k| Some(k.to_owned())),
+            Some("/a/*".into())
+        );
     }
 
     #[test]
